@@ -123,7 +123,7 @@ SEGMENT_RULES: dict[str, dict] = {
     "power": {"ask": "all", "confirm_below": 0.0, "explain_first": False},
     "core": {"ask": "one", "confirm_below": 0.6, "explain_first": False},
     "casual": {"ask": "suggest", "confirm_below": 0.8, "explain_first": False},
-    "impatient_novice": {"ask": "suggest", "confirm_below": 0.6, "explain_first": False},
+    "impatient_novice": {"ask": "suggest", "confirm_below": 0.6, "explain_first": True},
     "thorough_expert": {"ask": "all", "confirm_below": 0.0, "explain_first": False},
 }
 # The best single member of the family on the power/core/casual mix, as found by

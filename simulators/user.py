@@ -9,7 +9,7 @@ constraints, then, once an entity is accepted, ask for the information, then boo
 How it answers each system act depends on its behaviour parameters (``simulators.profiles``):
 
 - open turns (the opening, GREET): volunteers each known, untold constraint w.p. ``initiative``;
-- REQUEST_ONE: names the value if it knows it (adding others w.p. ``initiative`` / 2), else
+- REQUEST_ONE: names the value if it knows it (adding others w.p. ``initiative`` / 4), else
   DONT_KNOW;
 - REQUEST_ALL: with two or more slots missing it is CONFUSED w.p. ``confusion``, else it names
   every missing value it knows;
@@ -46,7 +46,7 @@ DONT_KNOW_COST = 0.3  # annoyance of being asked for a value one cannot name
 CONFUSION_COST = 1.0
 REJECT_COST = 1.0  # annoyance of being offered the wrong thing
 INVALID_COST = 0.5  # annoyance of a system act that makes no sense now
-ANSWER_EXTRA = 0.5  # asked for one slot, a user adds the others at half its initiative
+ANSWER_EXTRA = 0.25  # asked for one slot, a user adds the others at a quarter of its initiative
 GUIDED_FACTOR = 0.5  # an explanation halves confusion and mishearing
 PICKED_FACTOR = 0.5  # a value picked from listed options (not known before) is misheard less
 # NLU confidence: uniform on [lo, lo + width], different for heard and misheard values.
