@@ -43,6 +43,7 @@ class BatchDialogueState:
         self.turn = np.zeros(n, dtype=np.int64)
         self.slots_given = np.zeros(n, dtype=np.int64)
         self.turn_conf = np.zeros(n)
+        self.register = np.full(n, 0.5)
         self._rows = np.arange(n)
 
     def reset(self, rows: npt.NDArray[np.int64]) -> None:
@@ -64,6 +65,7 @@ class BatchDialogueState:
         self.turn[rows] = 0
         self.slots_given[rows] = 0
         self.turn_conf[rows] = 0.0
+        self.register[rows] = 0.5
 
     # -- slot rules (as DialogueState.target_slot) ------------------------------------------
     def first_missing(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
@@ -98,6 +100,7 @@ class BatchDialogueState:
         target: npt.NDArray[np.int64] | None = None,
         offer_count: npt.NDArray[np.int64] | None = None,
         booking_details: npt.NDArray[np.bool_] | None = None,
+        register: npt.NDArray[np.float64] | None = None,
     ) -> None:
         """Update ``rows`` with the observed user turn; arrays are aligned with ``rows``."""
         values, cf, confirmed = self.values[rows], self.conf[rows], self.confirmed[rows]
@@ -124,6 +127,7 @@ class BatchDialogueState:
         n = informs.sum(1)
         self.slots_given[rows] = n
         self.turn_conf[rows] = np.where(n > 0, (conf * informs).sum(1) / np.maximum(n, 1), 0.0)
+        self.register[rows] = 0.5 if register is None else register
 
     # -- what the policy sees -------------------------------------------------------------------
     def action_mask(self) -> npt.NDArray[np.int8]:
@@ -163,4 +167,5 @@ class BatchDialogueState:
         obs[:, lay.turn] = np.minimum(self.turn / self.max_turns, 1.0)
         obs[:, lay.slots_given] = self.slots_given / k
         obs[:, lay.turn_conf] = self.turn_conf
+        obs[:, lay.register] = self.register
         return obs

@@ -8,7 +8,8 @@ The observation is a flat float32 vector described by ``ObservationLayout``: per
 filled, the NLU confidence of its value and whether the user confirmed it; the knowledge-base match
 count; progress flags (offer accepted, requests pending, booking); one-hot last user act and last
 system act; the turn index; and turn features (slots given this turn, NLU confidence this turn).
-Nothing about the user's segment is in it.
+and the register of the user's text this turn (0 terse, 0.5 plain, 1 chatty, as the NLU reads it
+from the words). Nothing about the user's segment is in it.
 """
 
 from __future__ import annotations
@@ -92,8 +93,12 @@ class ObservationLayout:
         return self.turn + 2
 
     @property
-    def size(self) -> int:
+    def register(self) -> int:
         return self.turn + 3
+
+    @property
+    def size(self) -> int:
+        return self.turn + 4
 
 
 class DialogueState:
@@ -117,6 +122,7 @@ class DialogueState:
         "layout",
         "max_turns",
         "offer_accepted",
+        "register",
         "requests_pending",
         "slots_given",
         "turn",
@@ -148,6 +154,7 @@ class DialogueState:
         self.turn = 0
         self.slots_given = 0
         self.turn_conf = 0.0
+        self.register = 0.5
 
     # -- the slot rules of the slot-taking acts -------------------------------------------
     def missing_slots(self) -> list[int]:
@@ -196,12 +203,14 @@ class DialogueState:
         target: int = -1,
         offer_count: int = 0,
         booking_details: bool = False,
+        register: float = 0.5,
     ) -> None:
         """Update the belief with what the NLU observed of the user's turn.
 
         ``informs`` are (slot, observed value code, confidence); ``target`` is the slot of the
         system act just answered; ``offer_count`` the number of entities the system's offer
-        matched (0 means it said none matched).
+        matched (0 means it said none matched); ``register`` the style of the text (0 terse,
+        0.5 plain, 1 chatty).
         """
         for k, v, c in informs:
             self.values[k] = v
@@ -235,6 +244,7 @@ class DialogueState:
         self.last_user_act = act
         self.slots_given = len(informs)
         self.turn_conf = sum(c for _, _, c in informs) / len(informs) if informs else 0.0
+        self.register = register
 
     # -- what the policy sees -------------------------------------------------------------
     def action_mask(self) -> npt.NDArray[np.int8]:
@@ -278,4 +288,5 @@ class DialogueState:
         feats[lay.turn] = min(self.turn / self.max_turns, 1.0)
         feats[lay.slots_given] = self.slots_given / k
         feats[lay.turn_conf] = self.turn_conf
+        feats[lay.register] = self.register
         return np.array(feats, dtype=np.float32)

@@ -22,12 +22,12 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
-from dialogue.acts import N_SYSTEM_ACTS, SystemAct, UserAct
+from dialogue.acts import N_SYSTEM_ACTS, SystemAct, UserAct, UserTurn
 from dialogue.domain import Domain, Entity, load_domain
 from dialogue.tracker import DialogueState
 from simulators.profiles import SegmentProfile, SegmentSpec, resolve_profiles
 from simulators.user import CONTINUE, SUCCESS, AgendaUser
-from simulators.user_nlg import user_text
+from simulators.user_nlg import register_of, turn_style, user_text
 
 SUCCESS_REWARD = 20.0
 TURN_PENALTY = -1.0
@@ -97,8 +97,9 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._done = False
         turn = self.user.opening()
         heard = self.user.heard(turn.informs)
-        self.state.user_acted(turn.act, heard)
-        info = self._get_info(turn, heard, success=False)
+        style = turn_style(self.user.params["verbosity"], self._uniform())
+        self.state.user_acted(turn.act, heard, register=register_of(style))
+        info = self._get_info(turn, heard, style, success=False)
         self._transcript = [f"USER: {info['user_utterance']}"]
         return self.state.observation(), info
 
@@ -122,18 +123,20 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         st.system_acted(act)
         turn, outcome = self.user.respond(act, target, heard, kb_count, first_turn)
         observed = self.user.heard(turn.informs)
+        style = turn_style(self.user.params["verbosity"], self._uniform())
         st.user_acted(
             turn.act,
             observed,
             target=target,
             offer_count=kb_count if act == SystemAct.OFFER else 0,
             booking_details=bool(turn.booking),
+            register=register_of(style),
         )
         terminated = outcome != CONTINUE
         truncated = not terminated and st.turn >= self.max_turns
         self._done = terminated or truncated
         reward = TURN_PENALTY + (SUCCESS_REWARD if outcome == SUCCESS else 0.0)
-        info = self._get_info(turn, observed, success=outcome == SUCCESS)
+        info = self._get_info(turn, observed, style, success=outcome == SUCCESS)
         if self.render_mode == "ansi":
             self._transcript.append(f"USER [{turn.act.name}]: {info['user_utterance']}")
         return st.observation(), reward, terminated, truncated, info
@@ -144,7 +147,9 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             return None
         return self.domain.matching(self.state.values)[0]
 
-    def _get_info(self, turn: Any, observed: list[tuple[int, int, float]], success: bool) -> dict[str, Any]:
+    def _get_info(
+        self, turn: UserTurn, observed: list[tuple[int, int, float]], style: int, success: bool
+    ) -> dict[str, Any]:
         assert self.user is not None
         dom = self.domain
         return {
@@ -153,7 +158,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "user_act": UserAct(turn.act).name,
             "user_informs": [(dom.slots[k], dom.value_name(k, v)) for k, v in turn.informs],
             "nlu_informs": [(dom.slots[k], dom.value_name(k, v), c) for k, v, c in observed],
-            "user_utterance": user_text(turn, dom, self.user.params["verbosity"], self._uniform),
+            "user_utterance": user_text(turn, dom, style, self._uniform),
             "action_mask": self.state.action_mask(),
             "success": success,
             "turn": self.state.turn,

@@ -1,8 +1,10 @@
 """User-side text: each user turn written in the style of its user's verbosity.
 
-Terse users (verbosity < 1/3) write keywords; typical users write plain sentences; chatty users
-(verbosity >= 2/3) hedge, pad and prefer synonyms. The NLU of the service is trained and tested on
-this text, so every act type and every value must be expressible in every style.
+Terse turns (verbosity < 1/3) are keywords; plain turns are plain sentences; chatty turns
+(verbosity >= 2/3) hedge, pad and prefer synonyms. The style of each turn is drawn around the
+user's verbosity (``turn_style``), so one turn hints at the user and several turns tell more.
+The NLU of the service is trained and tested on this text, so every act type and every value
+must be expressible in every style.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dialogue.acts import UserAct, UserTurn
 from dialogue.domain import DONTCARE, Domain
 
 TERSE, PLAIN, CHATTY = 0, 1, 2
+STYLE_NOISE = 0.2  # half-width of the uniform jitter of a turn's verbosity around the user's
 
 _SLOT_PHRASES = {
     "area": ("{v}", "in the {v}", "somewhere in the {v} maybe"),
@@ -43,6 +46,16 @@ _RELAX = ("any {x}.", "Any {x} is fine.", "oh, then I don't mind about the {x}, 
 def style_of(verbosity: float) -> int:
     """TERSE, PLAIN or CHATTY."""
     return TERSE if verbosity < 1 / 3 else PLAIN if verbosity < 2 / 3 else CHATTY
+
+
+def turn_style(verbosity: float, u: float) -> int:
+    """The style of one turn of a user with this verbosity, given a uniform draw ``u``."""
+    return style_of(verbosity + STYLE_NOISE * (2.0 * u - 1.0))
+
+
+def register_of(style: int) -> float:
+    """The observation feature of a style: 0 terse, 0.5 plain, 1 chatty."""
+    return style / 2.0
 
 
 def _join(items: list[str], style: int) -> str:
@@ -86,9 +99,8 @@ def _booking(booking: dict[str, str], style: int) -> str:
     return " ".join(parts)
 
 
-def user_text(turn: UserTurn, domain: Domain, verbosity: float, uniform: Callable[[], float]) -> str:
-    """The utterance of one user turn."""
-    style = style_of(verbosity)
+def user_text(turn: UserTurn, domain: Domain, style: int, uniform: Callable[[], float]) -> str:
+    """The utterance of one user turn in the given style (TERSE, PLAIN or CHATTY)."""
     act = turn.act
     if act in (UserAct.INFORM, UserAct.NEGATE) and turn.informs:
         x = _slot_values(domain, turn.informs, style, uniform)
