@@ -6,9 +6,13 @@ turns a bad argument into a one-line message (``error: ...`` on stderr, exit cod
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated, NoReturn
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,8 +20,9 @@ from rich.table import Table
 
 from dialogue.domain import DomainError, available_domains, load_domain
 from dialogue.tracker import ObservationLayout
-from simulators.policies import PolicyError, make_policy, reference_policy_names
-from simulators.profiles import PROFILES, TRAINING_SEGMENTS, ProfileError
+from metarl_core.checkpoint import CheckpointError
+from simulators.policies import Policy, PolicyError, make_policy, reference_policy_names
+from simulators.profiles import HELD_OUT_SEGMENTS, PROFILES, TRAINING_SEGMENTS, ProfileError
 from simulators.rollout import run_dialogues, run_transcripts
 
 app = typer.Typer(
@@ -52,7 +57,9 @@ def _segments(spec: str) -> list[str]:
 
 @app.command()
 def simulate(
-    policy: Annotated[str, typer.Option(help=f"Reference policy: {', '.join(reference_policy_names())}.")] = "oracle",
+    policy: Annotated[
+        str, typer.Option(help=f"A checkpoint folder, or a reference policy: {', '.join(reference_policy_names())}.")
+    ] = "oracle",
     segment: Annotated[
         str, typer.Option(help="Segment name, a comma-separated list, or 'mix' (power, core, casual).")
     ] = "mix",
@@ -72,8 +79,8 @@ def simulate(
     segments = _segments(segment)
     try:
         layout = ObservationLayout(load_domain(domain).n_slots)
-        pol = make_policy(policy, layout, seed=seed)
-    except (DomainError, PolicyError, ProfileError) as e:
+        pol = _policy(policy, layout, seed)
+    except (DomainError, PolicyError, ProfileError, CheckpointError, ValueError) as e:
         fail(str(e))
     with Progress(
         TextColumn("simulating"),
@@ -112,6 +119,254 @@ def simulate(
         for text in run_transcripts(pol, show, domain=domain, segments=segments, max_turns=max_turns, seed=seed):
             console.print(text, markup=False, highlight=False)
             console.print()
+
+
+def _policy(name: str, layout: ObservationLayout, seed: int) -> Policy:
+    """A reference policy by name, or a trained checkpoint by path."""
+    if name in reference_policy_names():
+        return make_policy(name, layout, seed=seed)
+    if Path(name).exists() or "/" in name:
+        from segdial.agents import CheckpointPolicy
+
+        return CheckpointPolicy(name, layout)
+    return make_policy(name, layout, seed=seed)  # raises the error listing the names
+
+
+def _progress(label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="TOML config (see configs/); [train] holds TrainConfig fields.")] = Path(
+        "configs/default.toml"
+    ),
+    out: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder to write (default: models/<config name>).")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Logs and resumable state (default: runs/<config name>).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override total_steps of every policy trained.")] = None,
+) -> None:
+    """Train the policy of a config (and its comparators, same learner and budget).
+
+    A killed run continues where it stopped when the same command is run again.
+    """
+    from metarl_core.ppo import TrainConfig, Trainer
+
+    if not config.is_file():
+        fail(f"no config file at {config}")
+    try:
+        raw = tomllib.loads(config.read_text())
+        base = dict(raw.get("train", {}))
+        if steps is not None:
+            if steps < 1:
+                fail(f"--steps must be positive, got {steps}")
+            base["total_steps"] = steps
+        cfg = TrainConfig.from_dict(base)
+        comparators = list(raw.get("comparators", []))
+        unknown = set(raw) - {"train", "comparators"}
+        if unknown:
+            fail(f"{config}: unknown sections {sorted(unknown)}; expected [train] and comparators")
+    except (tomllib.TOMLDecodeError, ValueError, TypeError) as e:
+        fail(f"{config}: {e}")
+    out = out or Path("models") / config.stem
+    run_dir = run_dir or Path("runs") / config.stem
+    jobs = [(cfg, out, run_dir / cfg.variant)]
+    for variant in comparators:
+        ccfg = TrainConfig.from_dict({**base, "variant": variant})
+        jobs.append((ccfg, out / "comparators" / variant, run_dir / variant))
+    summary = []
+    for jcfg, jout, jrun in jobs:
+        trainer = Trainer(jcfg, jrun)
+        if trainer.try_resume():
+            console.print(f"resuming {jcfg.variant} from {jrun} at step {trainer.global_step:,}")
+        total = trainer.n_updates * trainer.batch_steps
+        with _progress(f"training {jcfg.variant}") as bar:
+            task = bar.add_task("train", total=total, completed=trainer.global_step, status="")
+
+            def report(step: int, scalars: dict[str, float], bar: Progress = bar, task: Any = task) -> None:
+                status = f"return {scalars.get('charts/episode_return', float('nan')):.2f}"
+                if "eval/mean_return" in scalars:
+                    status += f" | eval {scalars['eval/mean_return']:.2f}, success {scalars['eval/success_rate']:.2f}"
+                bar.update(task, completed=step, status=status)
+
+            trainer.train(report)
+        card = trainer.export(jout)
+        last = card.training["history"][-1] if card.training["history"] else {}
+        summary.append((jcfg.variant, jout, card.training["wall_time_s"], last.get("eval/mean_return", float("nan"))))
+    table = Table(title=f"trained from {config}")
+    for col in ("policy", "checkpoint", "wall time", "final eval return"):
+        table.add_column(col)
+    for variant, path, wall, ret in summary:
+        table.add_row(variant, str(path), f"{wall / 60:.1f} min", f"{ret:.2f}")
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder of a contextual policy.")],
+    n: Annotated[int, typer.Option("-n", "--dialogues", help="Dialogues per segment and policy.")] = 2000,
+    out: Annotated[Path | None, typer.Option(help="Folder for evaluation.json and adaptation.png.")] = None,
+    oracle: Annotated[
+        Path | None, typer.Option(help="Trained oracle (default: CHECKPOINT/comparators/oracle).")
+    ] = None,
+    agnostic: Annotated[
+        Path | None, typer.Option(help="Segment-agnostic policy (default: CHECKPOINT/comparators/agnostic).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Evaluate adaptation: per segment (held-in and held-out) against the oracle and the agnostic policy."""
+    from metarl_core.adaptation import evaluate_adaptation, plot_adaptation
+    from metarl_core.inference import Agent
+
+    if n < 1:
+        fail(f"-n must be positive, got {n}")
+    try:
+        agent = Agent.load(checkpoint)
+        comparators = {}
+        for name, path in (("oracle", oracle), ("agnostic", agnostic)):
+            path = path or checkpoint / "comparators" / name
+            if path.exists():
+                comparators[name] = Agent.load(path, obs_dim=agent.spec.obs_dim)
+    except CheckpointError as e:
+        fail(str(e))
+    if agent.card is None or not agent.contextual:
+        fail(f"{checkpoint} is not a contextual policy; evaluate needs one with segment prototypes")
+    card = agent.card
+    base_kwargs = {k: v for k, v in card.env_kwargs.items() if k != "segments"}
+    segments = [*TRAINING_SEGMENTS, *HELD_OUT_SEGMENTS]
+    task_sets = {s: {"segments": [s]} for s in segments}
+    total = n * len(task_sets) * (1 + len(comparators))
+    with _progress("evaluating") as bar:
+        task = bar.add_task("eval", total=total, status="")
+        results = evaluate_adaptation(
+            agent,
+            comparators,
+            card.env_id,
+            base_kwargs,
+            task_sets,
+            held_out=set(HELD_OUT_SEGMENTS),
+            episodes=n,
+            seed=seed,
+            progress=lambda k: bar.advance(task, k),
+        )
+    layout = ObservationLayout(load_domain(str(base_kwargs.get("domain", "restaurant"))).n_slots)
+    hand = {}
+    for name in ("power", "core", "casual", "compromise"):
+        stats = run_dialogues(
+            make_policy(name, layout),
+            n * 3,
+            domain=str(base_kwargs.get("domain", "restaurant")),
+            segments=list(TRAINING_SEGMENTS),
+            seed=seed,
+        )
+        hand[name] = float(np.mean([stats.where(stats.segments == s).returns.mean() for s in TRAINING_SEGMENTS]))
+    results["hand_written_mix_mean_return"] = hand
+    results["checks"] = _adaptation_checks(results)
+    out = out or checkpoint / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    png = plot_adaptation(results, out / "adaptation.png", title=f"{checkpoint} ({n} dialogues per segment)")
+    _print_adaptation(results)
+    console.print(f"figures written to {out / 'evaluation.json'} and {png}")
+
+
+def _adaptation_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows, mix = results["task_sets"], results["mix_mean_return"]
+    checks = []
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        checks.append({"name": name, "pass": bool(ok), "detail": detail})
+
+    for seg, row in rows.items():
+        pct = row["policy"].get("pct_of_oracle")
+        if pct is not None:
+            bar = 90.0 if row["held_out"] else 95.0
+            check(f"{seg}: return >= {bar:.0f}% of the oracle", pct >= bar, f"{pct:.1f}%")
+        if "agnostic" in row and not row["held_out"]:
+            p, a = row["policy"]["mean_return"], row["agnostic"]["mean_return"]
+            check(f"{seg}: not worse than the agnostic policy", p >= a, f"{p:.2f} vs {a:.2f}")
+    if "agnostic" in mix:
+        gain = mix["policy"] / mix["agnostic"] - 1
+        check(
+            "mix: >= 10% above the agnostic policy",
+            gain >= 0.10,
+            f"{mix['policy']:.2f} vs {mix['agnostic']:.2f} ({100 * gain:+.1f}%)",
+        )
+    best_hand = max(results["hand_written_mix_mean_return"].items(), key=lambda kv: kv[1])
+    gain = mix["policy"] / best_hand[1] - 1
+    check(
+        "mix: >= 10% above the best single hand-written policy",
+        gain >= 0.10,
+        f"{mix['policy']:.2f} vs {best_hand[0]} {best_hand[1]:.2f} ({100 * gain:+.1f}%)",
+    )
+    held_in = [r for r in rows.values() if not r["held_out"] and "id_accuracy" in r["policy"]]
+    for k, bar in ((1, 0.8), (2, 0.9)):
+        acc = float(np.mean([r["policy"]["id_accuracy"][k - 1] for r in held_in]))
+        check(f"identification after {k} user turn(s) >= {bar:.0%}", acc >= bar, f"{acc:.3f}")
+    if "core" in rows:
+        s = rows["core"]["policy"]["success_rate"]
+        check("core users: success >= 95%", s >= 0.95, f"{s:.3f}")
+    return checks
+
+
+def _print_adaptation(results: dict[str, Any]) -> None:
+    rows = results["task_sets"]
+    table = Table(title="adaptation (contextual policy; comparators in brackets)")
+    for col in (
+        "segment",
+        "success",
+        "mean return",
+        "turns",
+        "% of oracle",
+        "agnostic",
+        "oracle",
+        "id@1",
+        "id@2",
+        "id@3",
+        "id@5",
+    ):
+        table.add_column(col, justify="left" if col == "segment" else "right")
+    for seg, row in rows.items():
+        p = row["policy"]
+        acc = p.get("id_accuracy") or []
+        table.add_row(
+            f"{seg} (held out)" if row["held_out"] else seg,
+            f"{p['success_rate']:.3f}",
+            f"{p['mean_return']:.2f} ± {p['return_ci95']:.2f}",
+            f"{p['mean_turns']:.2f}",
+            f"{p['pct_of_oracle']:.1f}%" if "pct_of_oracle" in p else "-",
+            f"{row['agnostic']['mean_return']:.2f}" if "agnostic" in row else "-",
+            f"{row['oracle']['mean_return']:.2f}" if "oracle" in row else "-",
+            *[f"{acc[k - 1]:.3f}" if len(acc) >= k else "-" for k in (1, 2, 3, 5)],
+        )
+    mix = results["mix_mean_return"]
+    table.add_row(
+        "mix (held-in)",
+        "",
+        f"{mix['policy']:.2f}",
+        "",
+        "",
+        f"{mix.get('agnostic', float('nan')):.2f}",
+        f"{mix.get('oracle', float('nan')):.2f}",
+        "",
+        "",
+        "",
+        "",
+    )
+    console.print(table)
+    for c in results["checks"]:
+        console.print(f"[{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}", markup=False)
 
 
 def main() -> None:

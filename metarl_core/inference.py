@@ -1,0 +1,137 @@
+"""Using a trained policy: load a checkpoint, update the belief, act, read out the segment.
+
+This is the one module the service imports from ``metarl_core``; it imports no training code.
+
+``Agent`` works on batches (evaluation) and on single conversations (the service):
+
+- ``agent.step(obs, mask, belief)`` adds the turn's factor to the belief and picks an act;
+- ``agent.segment_probabilities(belief)`` compares the posterior mean with the segment
+  prototypes (mean posterior of each named segment after the same number of turns, measured after
+  training): p(segment) is proportional to exp(-||mean - prototype||^2 / temperature).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from metarl_core.belief import BeliefState
+from metarl_core.checkpoint import Card, load_checkpoint
+from metarl_core.networks import ActorCritic
+
+
+@dataclass
+class BatchBelief:
+    """Natural parameters of ``B`` posteriors: eta and precision, each ``(B, z)``, and turns seen."""
+
+    eta: torch.Tensor
+    precision: torch.Tensor
+    turns: torch.Tensor
+
+    @classmethod
+    def prior(cls, batch: int, latent_dim: int) -> BatchBelief:
+        return cls(torch.zeros(batch, latent_dim), torch.ones(batch, latent_dim), torch.zeros(batch, dtype=torch.long))
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Back to the prior where ``rows`` (bool) is true."""
+        self.eta[rows] = 0.0
+        self.precision[rows] = 1.0
+        self.turns[rows] = 0
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.eta / self.precision
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return 1.0 / self.precision
+
+
+class Agent:
+    """A trained policy with its belief encoder and segment prototypes."""
+
+    def __init__(self, model: ActorCritic, card: Card | None = None) -> None:
+        self.model = model.eval()
+        self.card = card
+        self.spec = model.spec
+        self.contextual = self.spec.variant == "contextual"
+        self.latent_dim = self.spec.latent_dim if self.contextual else 0
+        self._set_prototypes(card)
+
+    @classmethod
+    def load(cls, path: str | Path, *, obs_dim: int | None = None, n_actions: int | None = None) -> Agent:
+        """Load a checkpoint folder (raises ``CheckpointError`` naming what is wrong)."""
+        model, card = load_checkpoint(path, obs_dim=obs_dim, n_actions=n_actions)
+        return cls(model, card)
+
+    def _set_prototypes(self, card: Card | None) -> None:
+        self.segments: list[str] = list(card.segments) if card else []
+        self.prototypes = torch.tensor(card.prototypes, dtype=torch.float32) if card and card.prototypes else None
+        temps = card.prototype_temperature if card and card.prototype_temperature else []
+        self.temperature = torch.tensor(temps or [1.0], dtype=torch.float32)
+
+    def set_prototypes(self, card: Card) -> None:
+        """Use the segments, prototypes and temperatures of ``card`` (after computing them)."""
+        self.card = card
+        self._set_prototypes(card)
+
+    def initial_belief(self, batch: int = 1) -> BatchBelief:
+        return BatchBelief.prior(batch, max(self.latent_dim, 1))
+
+    @torch.no_grad()
+    def step(
+        self,
+        obs: npt.NDArray[np.float32],
+        mask: npt.NDArray[np.integer],
+        belief: BatchBelief,
+        *,
+        task: npt.NDArray[np.floating] | None = None,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Update ``belief`` in place with this turn's observation and return the acts ``(B,)``."""
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        if self.contextual:
+            assert self.model.encoder is not None
+            mean, logvar = self.model.encoder(o)
+            lam = torch.exp(-logvar)
+            belief.eta += lam * mean
+            belief.precision += lam
+            belief.turns += 1
+        t = torch.as_tensor(task, dtype=torch.float32) if task is not None else None
+        x = self.model.inputs(o, belief.mean, belief.variance, t)
+        logits, _ = self.model(x, torch.as_tensor(mask, dtype=torch.float32))
+        if deterministic:
+            return logits.argmax(-1).numpy()
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1).numpy()
+
+    @torch.no_grad()
+    def segment_probabilities(self, belief: BatchBelief) -> npt.NDArray[np.float64]:
+        """``(B, n_segments)`` probabilities from the prototypes of the matching turn count."""
+        if self.prototypes is None or not self.contextual:
+            raise ValueError("this policy has no segment prototypes (train a contextual policy to get them)")
+        k = (belief.turns.clamp(min=1) - 1).clamp(max=self.prototypes.shape[0] - 1)
+        protos = self.prototypes[k]  # (B, S, z)
+        d2 = (belief.mean.unsqueeze(1) - protos).pow(2).sum(-1)
+        temp = self.temperature[k.clamp(max=len(self.temperature) - 1)].unsqueeze(-1)
+        return torch.softmax(-d2 / temp, dim=-1).double().numpy()
+
+    # -- one conversation (the service) ---------------------------------------------------------
+    def act_one(
+        self, obs: npt.NDArray[np.float32], mask: npt.NDArray[np.integer], state: BeliefState | None
+    ) -> tuple[int, BeliefState]:
+        """One turn of one conversation: returns the act and the new belief to store."""
+        if state is None:
+            state = BeliefState.prior(max(self.latent_dim, 1))
+        belief = BatchBelief(
+            torch.tensor([state.eta], dtype=torch.float32),
+            torch.tensor([state.precision], dtype=torch.float32),
+            torch.tensor([state.turns]),
+        )
+        act = int(self.step(obs[None], mask[None], belief)[0])
+        new = BeliefState(tuple(belief.eta[0].tolist()), tuple(belief.precision[0].tolist()), int(belief.turns[0]))
+        return act, new
