@@ -87,7 +87,10 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._buf, self._pos = self.np_random.random(_BUFFER).tolist(), 0
         name = (options or {}).get("segment")
         if name is not None:
-            self.profile = resolve_profiles(name)[0]
+            profile = resolve_profiles(name)[0]
+            if profile not in self.profiles:
+                raise ValueError(f"segment {profile.name!r} is not one of this environment's segments")
+            self.profile = profile
         else:
             self.profile = self.profiles[min(int(self._uniform() * len(self.profiles)), len(self.profiles) - 1)]
         params = self.profile.sample(self.np_random)[0]

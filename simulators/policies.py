@@ -95,7 +95,7 @@ class RuleOracle:
         segments = np.asarray(segments)
         for seg in np.unique(segments):
             if seg not in self.by_segment:
-                raise PolicyError(f"the oracle has no policy for segment {seg!r}")
+                raise PolicyError(f"the oracle has no policy for segment {str(seg)!r}")
             rows = segments == seg
             act[rows] = self.by_segment[seg](obs[rows], mask[rows])
         return act

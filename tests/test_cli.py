@@ -1,0 +1,113 @@
+"""``segdial simulate``: the results table, transcripts, and one-line errors with exit code 2.
+
+The cases run in-process through ``segdial.cli.main`` with a patched ``sys.argv``; one error also goes
+through the installed console script, as a user would call it (a good run costs seconds of imports).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from segdial import cli
+
+SEGDIAL = Path(sys.executable).parent / "segdial"
+COLUMNS = ("segment", "dialogues", "success rate", "mean return", "mean turns", "hang-up rate")
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``segdial ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["segdial", *args])
+    # A wide console, so that the table's headers are not wrapped.
+    monkeypatch.setattr(cli, "console", Console(width=200))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--policy", "greedy"], ["unknown policy 'greedy'", "oracle"]),
+        (["--segment", "expert"], ["unknown segment", "expert", "casual"]),
+        (["--segment", "power,nobody"], ["unknown segment", "nobody"]),
+        (["-n", "0"], ["-n", "0"]),
+        (["-n", "-4"], ["-n"]),
+        (["-n", "abc"], ["-n", "integer"]),
+        (["--domain", "mars"], ["unknown domain 'mars'", "restaurant"]),
+        (["--max-turns", "1"], ["--max-turns"]),
+        (["--show", "-1"], ["--show"]),
+        (["--no-such-option"], ["--no-such-option"]),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], fragments: list[str]
+) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "simulate", "-n", "10", *args)
+    assert_one_line_error(code, out, err, *fragments)
+
+
+def test_unknown_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "fly")
+    assert_one_line_error(code, out, err, "fly")
+
+
+def test_simulate_prints_the_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "simulate", "--policy", "oracle", "-n", "60", "--seed", "1")
+    assert code == 0, err
+    for column in COLUMNS:
+        assert column in out, column
+    for row in ("power", "core", "casual", "all"):
+        assert any(line.strip("│┃ ").startswith(row) for line in out.splitlines()), row
+    assert "policy oracle on mix users (restaurant, 60 dialogues)" in out
+    assert "USER:" not in out
+
+
+def test_simulate_one_segment_and_domain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(
+        monkeypatch, capsys, "simulate", "--policy", "casual", "--segment", "casual", "--domain", "hotel", "-n", "20"
+    )
+    assert code == 0
+    assert "hotel" in out and "casual" in out
+    assert not any(line.strip("│┃ ").startswith("all") for line in out.splitlines())
+
+
+def test_simulate_show_prints_transcripts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(monkeypatch, capsys, "simulate", "--policy", "core", "-n", "20", "--show", "2")
+    assert code == 0
+    lines = out.splitlines()
+    assert sum(line.startswith("--- dialogue ") for line in lines) == 2
+    assert any(line.startswith("USER: ") for line in lines)
+    assert any(line.startswith("SYSTEM: ") for line in lines)
+    assert sum(line.startswith("=> ") for line in lines) == 2
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
+    """The installed ``segdial`` script itself: exit status 2 and one ``error:`` line on stderr."""
+    assert SEGDIAL.exists(), f"the console script is not installed at {SEGDIAL}"
+    bad = subprocess.run(
+        [str(SEGDIAL), "simulate", "-n", "abc"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert_one_line_error(bad.returncode, bad.stdout, bad.stderr, "-n")
