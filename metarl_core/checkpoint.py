@@ -89,9 +89,30 @@ class Card:
             raise CheckpointError(f"card is incomplete or malformed: {e}") from e
         if card.observation_shape != [network.obs_dim] or card.n_actions != network.n_actions:
             raise CheckpointError("card spaces do not agree with its network spec")
-        if card.prototypes and any(len(row) != len(card.segments) for row in card.prototypes):
-            raise CheckpointError("card prototypes do not have one row per segment")
+        _check_prototypes(card)
         return card
+
+
+def _check_prototypes(card: Card) -> None:
+    """Prototypes must be [turns][segment][latent] numbers with a positive temperature per turn."""
+    if not card.prototypes:
+        return
+    z = card.network.latent_dim
+    try:
+        shape_ok = all(
+            len(row) == len(card.segments)
+            and all(len(v) == z and all(isinstance(x, (int, float)) for x in v) for v in row)
+            for row in card.prototypes
+        )
+    except TypeError:
+        shape_ok = False
+    if not shape_ok:
+        raise CheckpointError(
+            f"card prototypes must have one row per segment ({len(card.segments)}) of {z} numbers, per turn count"
+        )
+    temps = card.prototype_temperature
+    if len(temps) != len(card.prototypes) or any(not isinstance(t, (int, float)) or t <= 0 for t in temps):
+        raise CheckpointError("card needs one positive prototype temperature per turn count")
 
 
 def save_checkpoint(path: str | Path, model: ActorCritic, card: Card) -> Path:

@@ -127,6 +127,8 @@ class Agent:
         """One turn of one conversation: returns the act and the new belief to store."""
         if state is None:
             state = BeliefState.prior(max(self.latent_dim, 1))
+        if len(state.eta) != max(self.latent_dim, 1):
+            raise ValueError(f"the stored belief has {len(state.eta)} dimensions, this policy uses {self.latent_dim}")
         belief = BatchBelief(
             torch.tensor([state.eta], dtype=torch.float32),
             torch.tensor([state.precision], dtype=torch.float32),

@@ -102,6 +102,10 @@ class TrainConfig:
             "minibatches",
             "latent_dim",
             "hidden",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "threads",
         ):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
@@ -179,12 +183,16 @@ class Trainer:
         self.recent_success: list[float] = []
 
     def _names(self, info: dict[str, Any]) -> list[str]:
+        """Names of the task labels: the environment's ``task_names`` if it has them, else the
+        ``segments`` keyword argument, else the labels seen at reset."""
+        names = getattr(self.envs, "task_names", None)
+        if names is None and isinstance(self.cfg.env_kwargs.get("segments"), list):
+            names = self.cfg.env_kwargs["segments"]
+        if names is not None:
+            return [str(n) for n in names]
         idx = np.asarray(info[self.cfg.label_key])
-        names = np.asarray(info[self.cfg.label_names_key])
-        mapping = dict(zip(idx.tolist(), names.tolist(), strict=True))
-        segments = self.cfg.env_kwargs.get("segments")
-        n = len(segments) if isinstance(segments, list) else max(mapping) + 1
-        return [str(mapping.get(i, f"task{i}")) for i in range(n)]
+        seen = dict(zip(idx.tolist(), np.asarray(info[self.cfg.label_names_key]).tolist(), strict=True))
+        return [str(seen.get(i, f"task{i}")) for i in range(max(seen) + 1)]
 
     # -- state for resuming --------------------------------------------------------------------
     @property

@@ -93,6 +93,11 @@ class SegmentDialogueVectorEnv(VectorEnv):
         self.turn_style = np.zeros(n, dtype=np.int64)
         self._forced_segment: int | None = None
 
+    @property
+    def task_names(self) -> list[str]:
+        """The segment of each ``info["segment_index"]`` value (for learners that need names)."""
+        return [p.name for p in self.profiles]
+
     # -- reset ---------------------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
