@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl_core.evaluation import play
+from metarl_core.evaluation import EpisodeRecord, play
 from metarl_core.inference import Agent
 
 
@@ -36,15 +36,10 @@ def evaluate_adaptation(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Figures per task set and over the held-in mix (equal weights); see the module docstring."""
-    rows: dict[str, Any] = {}
-    for name, overrides in task_sets.items():
-        kwargs = {**env_kwargs, **overrides}
-        label_map = None
-        if name in agent.segments:
-            label_map = np.array([agent.segments.index(name)])
-        row: dict[str, Any] = {"held_out": name in held_out}
-        rec = play(
-            agent,
+
+    def run(who: Agent, kwargs: dict[str, Any], label_map: np.ndarray | None) -> EpisodeRecord:
+        return play(
+            who,
             env_id,
             kwargs,
             episodes,
@@ -55,6 +50,15 @@ def evaluate_adaptation(
             max_turns_id=max_turns_id,
             progress=progress,
         )
+
+    rows: dict[str, Any] = {}
+    for name, overrides in task_sets.items():
+        kwargs = {**env_kwargs, **overrides}
+        label_map = None
+        if name in agent.segments:
+            label_map = np.array([agent.segments.index(name)])
+        row: dict[str, Any] = {"held_out": name in held_out}
+        rec = run(agent, kwargs, label_map)
         summary = rec.summary()
         if label_map is None:
             summary.pop("id_accuracy", None)
@@ -66,17 +70,7 @@ def evaluate_adaptation(
                 }
         row["policy"] = summary
         for cname, cagent in comparators.items():
-            crec = play(
-                cagent,
-                env_id,
-                kwargs,
-                episodes,
-                seed=seed,
-                label_key=label_key,
-                task_key=task_key,
-                max_turns_id=max_turns_id,
-                progress=progress,
-            )
+            crec = run(cagent, kwargs, None)
             row[cname] = crec.summary()
         if "oracle" in row and row["oracle"]["mean_return"] > 0:
             row["policy"]["pct_of_oracle"] = 100.0 * row["policy"]["mean_return"] / row["oracle"]["mean_return"]

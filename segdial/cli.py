@@ -31,7 +31,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Wide enough for the evaluation table when the output is not a terminal (logs, CI).
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 @app.callback()
