@@ -156,6 +156,42 @@ class DialogueState:
         self.turn_conf = 0.0
         self.register = 0.5
 
+    # -- persistence (the service stores this with the conversation) ----------------------
+    _FIELDS = (
+        "values",
+        "conf",
+        "confirmed",
+        "offer_accepted",
+        "requests_pending",
+        "booking_requested",
+        "booking_info",
+        "booked",
+        "explained",
+        "last_user_act",
+        "last_system_act",
+        "turn",
+        "slots_given",
+        "turn_conf",
+        "register",
+    )
+
+    def to_dict(self) -> dict[str, object]:
+        """The state as JSON-ready data (the domain and turn limit are stored beside it)."""
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    @classmethod
+    def from_dict(cls, domain: Domain, max_turns: int, data: dict[str, object]) -> DialogueState:
+        """Rebuild a state saved by ``to_dict``; a ValueError names a missing or malformed field."""
+        state = cls(domain, max_turns)
+        for name in cls._FIELDS:
+            if name not in data:
+                raise ValueError(f"stored dialogue state has no {name!r}")
+            setattr(state, name, data[name])
+        k = domain.n_slots
+        if not all(isinstance(x, list) and len(x) == k for x in (state.values, state.conf, state.confirmed)):
+            raise ValueError(f"stored dialogue state does not have {k} slots for domain {domain.name!r}")
+        return state
+
     # -- the slot rules of the slot-taking acts -------------------------------------------
     def missing_slots(self) -> list[int]:
         """Slots with no value yet, in ontology order."""

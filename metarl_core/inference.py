@@ -20,8 +20,10 @@ import numpy.typing as npt
 import torch
 
 from metarl_core.belief import BeliefState
-from metarl_core.checkpoint import Card, load_checkpoint
+from metarl_core.checkpoint import Card, CheckpointError, load_checkpoint
 from metarl_core.networks import ActorCritic
+
+__all__ = ["Agent", "BatchBelief", "BeliefState", "CheckpointError"]
 
 
 @dataclass

@@ -370,6 +370,60 @@ def _print_adaptation(results: dict[str, Any]) -> None:
         console.print(f"[{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}", markup=False)
 
 
+db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database (SEGDIAL_DATABASE_URL, default SQLite segdial.db) to the newest schema."""
+    from dialogue.service import db
+    from dialogue.service.settings import Settings
+
+    url = Settings().database_url
+    try:
+        db.upgrade(url)
+    except Exception as e:  # a database that cannot be reached: say so in one line
+        fail(f"could not upgrade {url}: {e}")
+    console.print(f"database at {url} is at revision {db.head_revision()}")
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (a client name).")]) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from dialogue.service import db
+    from dialogue.service.app import create_key
+    from dialogue.service.settings import Settings
+
+    if not name.strip():
+        fail("the key needs a non-empty name")
+    url = Settings().database_url
+    engine = db.make_engine(url)
+    try:
+        if url.startswith("sqlite") and db.current_revision(engine) is None:
+            db.upgrade(url)
+        db.check_schema(engine)
+        with db.session_factory(engine)() as session:
+            key = create_key(session, name.strip())
+    except db.SchemaError as e:
+        fail(str(e))
+    print(key)
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP service (settings from SEGDIAL_* environment variables)."""
+    import uvicorn
+
+    from dialogue.service.app import create_app
+    from dialogue.service.settings import Settings
+
+    settings = Settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
 def main() -> None:
     """Entry point of the ``segdial`` console script: usage errors become one line on stderr."""
     try:

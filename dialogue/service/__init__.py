@@ -1,0 +1,1 @@
+"""The dialogue service: FastAPI app, persistence, API keys (see ``create_app``)."""

@@ -1,0 +1,32 @@
+"""Service settings, read from the environment with the prefix ``SEGDIAL_``.
+
+``SEGDIAL_DATABASE_URL`` (default: a SQLite file ``segdial.db`` in the working folder),
+``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_HOST``,
+``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGDIAL_")
+
+    database_url: str = "sqlite:///./segdial.db"
+    model_path: Path = DEFAULT_MODEL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    max_text_chars: int = 2000
+    max_turns: int = 20
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
