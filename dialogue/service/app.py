@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import torch
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, Security
 from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,7 +24,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dialogue.domain import DomainError, load_domain
+from dialogue.domain import DomainError, available_domains, load_domain
+from dialogue.nlu import NLU
 from dialogue.service import db
 from dialogue.service.settings import Settings
 from dialogue.service.turns import TurnError, new_state, parse_acts, take_turn
@@ -59,8 +61,8 @@ class ConversationIn(BaseModel):
 
 
 class TurnIn(BaseModel):
-    text: str | None = Field(default=None, description="The user's utterance (stored; the NLU is not wired in yet)")
-    acts: list[UserActIn] = Field(default_factory=list, description="Structured user acts of this turn")
+    text: str | None = Field(default=None, description="The user's utterance; read by the NLU when no acts are sent")
+    acts: list[UserActIn] = Field(default_factory=list, description="Structured user acts (bypass the NLU)")
     idempotency_key: str | None = Field(default=None, max_length=200)
 
 
@@ -159,15 +161,18 @@ def create_conversation(
 def post_turn(
     conversation_id: str, body: TurnIn, session: SessionDep, client: ClientDep, agent: AgentDep, request: Request
 ) -> ReplyOut:
-    """One user turn (structured acts; text is stored) -> the system's reply and the segment read-out."""
+    """One user turn (text, structured acts, or both) -> the system's reply and the segment read-out.
+
+    Structured acts bypass the NLU; text alone goes through it. The text is stored either way.
+    """
     started = time.perf_counter()
     settings: Settings = request.app.state.settings
     if body.text is not None and not body.text.strip():
         raise HTTPException(422, "text is empty")
     if body.text is not None and len(body.text) > settings.max_text_chars:
         raise HTTPException(422, f"text is longer than {settings.max_text_chars} characters")
-    if not body.acts:
-        raise HTTPException(422, "this version needs structured acts with each turn (the text NLU is not wired in yet)")
+    if not body.acts and body.text is None:
+        raise HTTPException(422, "a turn needs text, structured acts, or both")
     conv = _owned(session, conversation_id, client, lock=True)
     if body.idempotency_key:
         stored = session.scalar(
@@ -178,8 +183,12 @@ def post_turn(
     if conv.ended_at is not None:
         raise HTTPException(409, f"conversation {conversation_id} has ended")
     domain = load_domain(conv.domain)
+    acts = [a.model_dump() for a in body.acts]
+    if not acts:
+        assert body.text is not None
+        acts, _ = request.app.state.nlu.parse(body.text, conv.domain)
     try:
-        parsed = parse_acts(domain, [a.model_dump() for a in body.acts])
+        parsed = parse_acts(domain, acts)
     except TurnError as e:
         raise HTTPException(422, str(e)) from e
     reply = take_turn(agent, domain, settings.max_turns, conv.state, parsed, body.text)
@@ -205,7 +214,7 @@ def post_turn(
             turn_index=conv.turn_count,
             idempotency_key=body.idempotency_key,
             user_text=body.text,
-            user_acts=[a.model_dump() for a in body.acts],
+            user_acts=acts,
             system_act=reply.system_act,
             system_slot=reply.system_slot,
             system_text=reply.system_text,
@@ -311,6 +320,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
         engine = db.make_engine(settings.database_url)
         if settings.is_sqlite and db.current_revision(engine) is None:
             db.upgrade(settings.database_url)  # the embedded default needs no extra step
@@ -319,6 +329,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         app.state.engine = engine
         app.state.sessions = db.session_factory(engine)
         app.state.agent = agent or Agent.load(settings.model_path)
+        app.state.nlu = NLU.load(settings.nlu_path, {d: load_domain(d) for d in available_domains()})
         registry = CollectorRegistry()
         app.state.registry = registry
         app.state.metrics = {

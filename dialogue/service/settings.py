@@ -1,7 +1,8 @@
 """Service settings, read from the environment with the prefix ``SEGDIAL_``.
 
 ``SEGDIAL_DATABASE_URL`` (default: a SQLite file ``segdial.db`` in the working folder),
-``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_HOST``,
+``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_NLU_PATH`` (default:
+the shipped ``models/nlu``), ``SEGDIAL_HOST``,
 ``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+DEFAULT_NLU = Path(__file__).resolve().parents[2] / "models" / "nlu"
 
 
 class Settings(BaseSettings):
@@ -21,11 +23,13 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./segdial.db"
     model_path: Path = DEFAULT_MODEL
+    nlu_path: Path = DEFAULT_NLU
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
     max_text_chars: int = 2000
     max_turns: int = 20
+    torch_threads: int = 1  # one per worker: more oversubscribes small models under load
 
     @property
     def is_sqlite(self) -> bool:
