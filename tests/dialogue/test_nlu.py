@@ -1,0 +1,62 @@
+"""The text NLU: the shipped act classifier with the real MiniLM encoder, and slot matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialogue.domain import available_domains, load_domain
+from dialogue.nlu import NLU, NLUError, SlotMatcher
+
+NLU_PATH = Path(__file__).resolve().parents[2] / "models" / "nlu"
+
+
+@pytest.fixture(scope="module")
+def nlu() -> NLU:
+    return NLU.load(NLU_PATH, {d: load_domain(d) for d in available_domains()})
+
+
+@pytest.mark.parametrize(
+    ("text", "act"),
+    [
+        ("yes", "affirm"),
+        ("No, I want a place serving indian food.", "negate"),
+        ("hmm, I'm not really sure, what are the options?", "dont_know"),
+        ("cheap italian north.", "inform"),
+        ("What is the phone?", "request"),
+        ("ugh, never mind, I give up", "hangup"),
+        ("Great, thank you. Goodbye!", "bye"),
+        ("Any area is fine.", "relax"),
+    ],
+)
+def test_act_types_of_simulated_styles(nlu: NLU, text: str, act: str) -> None:
+    assert nlu.act_types([text])[0] == [act]
+
+
+def test_parse_gives_structured_acts(nlu: NLU) -> None:
+    acts, conf = nlu.parse(
+        "well, I was thinking of a place somewhere in the north maybe, with some curry food", "restaurant"
+    )
+    assert {(a["act"], a["slot"], a["value"]) for a in acts} == {
+        ("inform", "area", "north"),
+        ("inform", "food", "indian"),
+    }
+    assert 0.5 < conf <= 1.0
+    acts, _ = nlu.parse("Please book it for 4 people on friday at 19:00.", "restaurant")
+    assert {(a["slot"], a["value"]) for a in acts} == {("people", "4"), ("day", "friday"), ("time", "19:00")}
+
+
+def test_slot_matching_exact_fuzzy_and_context() -> None:
+    hotel = SlotMatcher(load_domain("hotel"))
+    assert hotel.informs("I'm looking for a place that is a guesthouse.") == [("type", "guesthouse", 1.0)]
+    assert ("stars", "4", 1.0) in hotel.informs("with four stars please")
+    restaurant = SlotMatcher(load_domain("restaurant"))
+    ((slot, value, conf),) = restaurant.informs("somethign expensvie")  # two typos: fuzzy
+    assert (slot, value) == ("pricerange", "expensive") and conf < 1.0
+    assert restaurant.informs("just looking around") == []
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(NLUError, match="segdial nlu train"):
+        NLU.load(tmp_path, {})
