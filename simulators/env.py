@@ -160,6 +160,8 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "user_params": dict(self.user.params),
             "user_act": UserAct(turn.act).name,
             "user_informs": [(dom.slots[k], dom.value_name(k, v)) for k, v in turn.informs],
+            "user_requests": list(turn.requests),
+            "user_booking": dict(turn.booking),
             "nlu_informs": [(dom.slots[k], dom.value_name(k, v), c) for k, v, c in observed],
             "user_utterance": user_text(turn, dom, style, self._uniform),
             "action_mask": self.state.action_mask(),

@@ -106,6 +106,10 @@ def make_engine(url: str) -> Engine:
         def _on_connect(dbapi_conn: Any, _: Any) -> None:
             dbapi_conn.isolation_level = None  # let SQLAlchemy's BEGIN below control transactions
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
+            # WAL: readers do not block the writer, and a commit is an append (no full fsync of the
+            # database each time); a crash loses at most the last commits, never consistency.
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:

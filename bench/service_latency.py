@@ -1,0 +1,266 @@
+"""Service latency under open-loop load: act turns and text turns, SQLite and PostgreSQL.
+
+The server runs as its own process (`segdial serve`, one uvicorn worker). This script is the load
+generator: simulated users of every segment hold 50 concurrent conversations over real HTTP on
+loopback, and their turns are sent at a fixed offered rate (open loop: a turn's send time does
+not wait for earlier replies, only for its own conversation's previous reply). The rate grows in
+steps until the service saturates (achieved < 90% of offered, or p99 > 1 s). `/healthz` is
+measured in the same run at the same offered rates, as the floor of the HTTP stack.
+
+Bars on this 2-core machine: act turns p99 <= 25 ms at 200 turns/s offered and a peak of
+>= 400 act turns/s; text turns p99 <= 60 ms at 30 turns/s offered.
+
+Usage: python bench/service_latency.py [--quick] [--json PATH] [--databases sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import numpy as np
+from common import check_line, parser, write_json
+from sqlalchemy import create_engine, text
+
+from dialogue.acts import SystemAct
+from simulators.env import SegmentDialogueEnv
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGDIAL = str(ROOT / ".venv" / "bin" / "segdial") if (ROOT / ".venv" / "bin" / "segdial").exists() else "segdial"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/segdial_bench"
+CONVERSATIONS = 50
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_database(kind: str, folder: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{folder}/bench.db"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS segdial_bench WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE segdial_bench"))
+    admin.dispose()
+    return PG_BENCH
+
+
+class Server:
+    """`segdial serve` in its own process on a free port."""
+
+    def __init__(self, url: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "SEGDIAL_DATABASE_URL": url,
+            "SEGDIAL_PORT": str(self.port),
+            "SEGDIAL_LOG_LEVEL": "warning",
+        }
+        subprocess.run([SEGDIAL, "db", "upgrade"], env=self.env, check=True, capture_output=True)
+        self.key = (
+            subprocess.run(
+                [SEGDIAL, "keys", "create", "bench"], env=self.env, check=True, capture_output=True, text=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        self.proc = subprocess.Popen(
+            [SEGDIAL, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the server did not become ready within 60 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class SimulatedUser:
+    """One conversation slot: a simulated user answering the API's system acts."""
+
+    def __init__(self, seed: int, with_text: bool) -> None:
+        self.env = SegmentDialogueEnv()
+        self.seed = seed
+        self.with_text = with_text
+        self.conversation: str | None = None
+        self.info: dict[str, Any] = {}
+
+    def body(self) -> dict[str, Any]:
+        info = self.info
+        if self.with_text:
+            return {"text": info["user_utterance"]}
+        act = info["user_act"].lower()
+        acts: list[dict[str, Any]] = [
+            {"act": act if act in ("inform", "negate", "relax") else "inform", "slot": s, "value": v, "confidence": c}
+            for s, v, c in info["nlu_informs"]
+            if v != "dontcare"
+        ]
+        acts += [{"act": "relax", "slot": s} for s, v, _ in info["nlu_informs"] if v == "dontcare"]
+        acts += [{"act": "request", "slot": r} for r in info["user_requests"]]
+        acts += [{"act": "book", "slot": s, "value": v} for s, v in info["user_booking"].items()]
+        if act not in ("inform", "negate", "relax") or not acts:
+            acts.append({"act": act})
+        return {"acts": acts}
+
+    def start(self) -> None:
+        self.seed += 1
+        _, self.info = self.env.reset(seed=self.seed)
+        self.conversation = None
+
+    def answer(self, system_act: str) -> bool:
+        """Step the user with the system's act; False when the dialogue is over."""
+        _, _, terminated, truncated, self.info = self.env.step(SystemAct[system_act.upper()])
+        return not (terminated or truncated)
+
+
+async def run_step(
+    client: httpx.AsyncClient, key: str, rate: float, seconds: float, users: list[SimulatedUser], healthz: bool
+) -> dict[str, float]:
+    """Offer ``rate`` requests/s for ``seconds``; return achieved rate and latency percentiles (ms)."""
+    headers = {"X-API-Key": key}
+    n = max(int(rate * seconds), 1)
+    latencies: list[float] = []
+    errors = 0
+    locks = [asyncio.Lock() for _ in users]
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        if healthz:
+            t0 = time.perf_counter()
+            r = await client.get("/healthz")
+            latencies.append(1000 * (time.perf_counter() - t0))
+            errors += r.status_code != 200
+            return
+        slot = i % len(users)
+        async with locks[slot]:
+            user = users[slot]
+            if user.conversation is None:
+                r = await client.post("/v1/conversations", json={}, headers=headers)
+                user.conversation = r.json()["id"]
+            t0 = time.perf_counter()
+            r = await client.post(f"/v1/conversations/{user.conversation}/turns", json=user.body(), headers=headers)
+            latencies.append(1000 * (time.perf_counter() - t0))
+            if r.status_code != 200:
+                errors += 1
+                user.start()
+                return
+            reply = r.json()
+            if reply["ended"] or not user.answer(reply["system_act"]):
+                user.start()
+
+    t_begin = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - t_begin
+    lat = np.array(latencies)
+    return {
+        "offered_per_s": rate,
+        "requests": n,
+        "achieved_per_s": n / elapsed,
+        "errors": errors,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p95_ms": float(np.percentile(lat, 95)),
+        "p99_ms": float(np.percentile(lat, 99)),
+    }
+
+
+async def ramp(server: Server, rates: list[float], seconds: float, with_text: bool | None) -> list[dict[str, float]]:
+    users = [SimulatedUser(seed=1000 * k, with_text=bool(with_text)) for k in range(CONVERSATIONS)]
+    for u in users:
+        u.start()
+    out = []
+    limits = httpx.Limits(max_connections=CONVERSATIONS + 10, max_keepalive_connections=CONVERSATIONS + 10)
+    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=limits) as client:
+        for rate in rates:
+            row = await run_step(client, server.key, rate, seconds, users, healthz=with_text is None)
+            out.append(row)
+            label = "healthz" if with_text is None else "text" if with_text else "act"
+            print(
+                f"  {label:<7} offered {rate:>6.0f}/s achieved {row['achieved_per_s']:>7.1f}/s  p50 {row['p50_ms']:6.1f}"
+                f"  p95 {row['p95_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
+                flush=True,
+            )
+            if row["achieved_per_s"] < 0.9 * rate or row["p99_ms"] > 1000:
+                break
+    return out
+
+
+def main() -> None:
+    p = parser("service_latency", __doc__.splitlines()[0])
+    p.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    args = p.parse_args()
+    seconds = 2.0 if args.quick else 6.0
+    act_rates = [50, 100, 200, 300, 400, 500, 600, 800]
+    text_rates = [10, 20, 30, 45, 60, 90]
+    results: dict[str, Any] = {}
+    checks = []
+    with tempfile.TemporaryDirectory() as folder:
+        for kind in args.databases.split(","):
+            print(f"{kind}:")
+            server = Server(fresh_database(kind, folder))
+            try:
+                act = asyncio.run(ramp(server, act_rates, seconds, with_text=False))
+                text_rows = asyncio.run(ramp(server, text_rates, seconds, with_text=True))
+                health = asyncio.run(ramp(server, [200, 400, 800], seconds, with_text=None))
+            finally:
+                server.stop()
+            peak = max(r["achieved_per_s"] for r in act if r["errors"] == 0 or r is act[0])
+            results[kind] = {"act": act, "text": text_rows, "healthz": health, "peak_act_per_s": peak}
+            at200 = next((r for r in act if r["offered_per_s"] == 200), None)
+            at30 = next((r for r in text_rows if r["offered_per_s"] == 30), None)
+            checks.append(
+                check_line(
+                    f"{kind}: act p99 <= 25 ms at 200/s",
+                    bool(at200 and at200["p99_ms"] <= 25),
+                    f"p99 {at200['p99_ms']:.1f} ms" if at200 else "saturated before 200/s",
+                )
+            )
+            checks.append(check_line(f"{kind}: peak >= 400 act turns/s", peak >= 400, f"{peak:.0f} turns/s"))
+            checks.append(
+                check_line(
+                    f"{kind}: text p99 <= 60 ms at 30/s",
+                    bool(at30 and at30["p99_ms"] <= 60),
+                    f"p99 {at30['p99_ms']:.1f} ms" if at30 else "saturated before 30/s",
+                )
+            )
+    write_json(
+        args.json,
+        {
+            "results": results,
+            "checks": checks,
+            "seconds_per_step": seconds,
+            "conversations": CONVERSATIONS,
+            "quick": args.quick,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
