@@ -203,7 +203,8 @@ async def ramp(server: Server, rates: list[float], seconds: float, with_text: bo
             out.append(row)
             label = "healthz" if with_text is None else "text" if with_text else "act"
             print(
-                f"  {label:<7} offered {rate:>6.0f}/s achieved {row['achieved_per_s']:>7.1f}/s  p50 {row['p50_ms']:6.1f}"
+                f"  {label:<7} offered {rate:>6.0f}/s achieved {row['achieved_per_s']:>7.1f}/s"
+                f"  p50 {row['p50_ms']:6.1f}"
                 f"  p95 {row['p95_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
                 flush=True,
             )
