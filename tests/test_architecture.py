@@ -49,15 +49,15 @@ def offending(package: str, forbidden: set[str], root: Path = ROOT) -> list[str]
         ("dialogue", {"simulators", "segdial", *TRAINING_MODULES}),
     ],
 )
+def test_imports_flow_one_way(package: str, forbidden: set[str]) -> None:
+    assert imported_modules(package), f"no modules found in {package}"
+    assert offending(package, forbidden) == []
+
+
 def test_the_service_uses_only_the_inference_module_of_metarl_core() -> None:
     used = {n for names in imported_modules("dialogue").values() for n in names if n.startswith("metarl_core")}
     assert used, "the service should load the policy through metarl_core.inference"
     assert {n.split(".")[1] for n in used} == {"inference"}, used
-
-
-def test_imports_flow_one_way(package: str, forbidden: set[str]) -> None:
-    assert imported_modules(package), f"no modules found in {package}"
-    assert offending(package, forbidden) == []
 
 
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:

@@ -48,22 +48,29 @@ def create_key(session: Session, name: str) -> str:
 
 
 # -- request and response bodies ---------------------------------------------------------------
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters: reject them as bad input
+
+
 class UserActIn(BaseModel):
     act: str = Field(description="User act type: inform, request, affirm, negate, dont_know, book, relax, bye, ...")
-    slot: str | None = Field(default=None, description="Slot of the act (informable, requestable or booking)")
-    value: str | None = Field(default=None, description="Value of an informed slot")
+    slot: str | None = Field(
+        default=None, description="Slot of the act (informable, requestable or booking)", pattern=NO_NUL
+    )
+    value: str | None = Field(default=None, description="Value of an informed slot", pattern=NO_NUL)
     confidence: float = Field(default=1.0, ge=0.0, le=1.0, description="NLU confidence of the value")
 
 
 class ConversationIn(BaseModel):
-    client_user_ref: str | None = Field(default=None, max_length=200)
+    client_user_ref: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     domain: str = "restaurant"
 
 
 class TurnIn(BaseModel):
-    text: str | None = Field(default=None, description="The user's utterance; read by the NLU when no acts are sent")
+    text: str | None = Field(
+        default=None, description="The user's utterance; read by the NLU when no acts are sent", pattern=NO_NUL
+    )
     acts: list[UserActIn] = Field(default_factory=list, description="Structured user acts (bypass the NLU)")
-    idempotency_key: str | None = Field(default=None, max_length=200)
+    idempotency_key: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class EndIn(BaseModel):
@@ -118,6 +125,8 @@ AgentDep = Annotated[Agent, Depends(get_agent)]
 
 
 def _owned(session: Session, conversation_id: str, client: db.ApiKey, lock: bool = False) -> db.Conversation:
+    if len(conversation_id) > 36 or "\x00" in conversation_id:  # cannot be an id: do not ask the database
+        raise HTTPException(404, f"no conversation {conversation_id}")
     query = select(db.Conversation).where(
         db.Conversation.id == conversation_id, db.Conversation.api_key_id == client.id
     )
@@ -191,7 +200,9 @@ def post_turn(
         parsed = parse_acts(domain, acts)
     except TurnError as e:
         raise HTTPException(422, str(e)) from e
-    reply = take_turn(agent, domain, settings.max_turns, conv.state, parsed, body.text)
+    # The register is read from the words by the NLU; a turn without text counts as plain.
+    register = request.app.state.nlu.register(body.text) if body.text else 0.5
+    reply = take_turn(agent, domain, settings.max_turns, conv.state, parsed, register)
     segment = max(reply.segment_probabilities, key=lambda s: reply.segment_probabilities[s], default=None)
     confidence = reply.segment_probabilities[segment] if segment else None
     out = ReplyOut(

@@ -79,17 +79,12 @@ def parse_acts(domain: Domain, acts: list[dict[str, Any]]) -> ParsedTurn:
         elif kind == UserAct.BOOK and slot is not None:
             if slot not in domain.booking:
                 raise TurnError(f"acts[{i}]: unknown booking slot {slot!r}; known: {', '.join(domain.booking)}")
+            if value is not None and str(value) not in domain.booking[str(slot)]:
+                known = ", ".join(domain.booking[str(slot)])
+                raise TurnError(f"acts[{i}]: unknown value {value!r} for booking slot {slot!r}; known: {known}")
             booking = True
     act = next(a for a in _PRIORITY if a in kinds)
     return ParsedTurn(act, list(informs.values()), booking)
-
-
-def register_of_text(text: str | None) -> float:
-    """The text register feature (0 terse, 0.5 plain, 1 chatty) from the number of words."""
-    if not text:
-        return 0.5
-    words = len(text.split())
-    return 0.0 if words <= 3 else 0.5 if words <= 9 else 1.0
 
 
 @dataclass
@@ -118,9 +113,9 @@ def new_state(domain: Domain, max_turns: int, latent_dim: int) -> dict[str, Any]
 
 
 def take_turn(
-    agent: Agent, domain: Domain, max_turns: int, stored: dict[str, Any], turn: ParsedTurn, text: str | None
+    agent: Agent, domain: Domain, max_turns: int, stored: dict[str, Any], turn: ParsedTurn, register: float
 ) -> Reply:
-    """Apply the user's turn to the stored state and let the policy answer."""
+    """Apply the user's turn (``register``: 0 terse, 0.5 plain, 1 chatty) and let the policy answer."""
     tracker = DialogueState.from_dict(domain, max_turns, stored["tracker"])
     belief = BeliefState.from_dict(stored["belief"])
     tracker.user_acted(
@@ -129,7 +124,7 @@ def take_turn(
         target=int(stored["target"]),
         offer_count=int(stored["offer_count"]),
         booking_details=turn.booking_details,
-        register=register_of_text(text),
+        register=register,
     )
     ended = turn.act in (UserAct.BYE, UserAct.HANGUP)
     if ended:
