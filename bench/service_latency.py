@@ -16,6 +16,7 @@ Usage: python bench/service_latency.py [--quick] [--json PATH] [--databases sqli
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -41,6 +42,7 @@ SEGDIAL = str(ROOT / ".venv" / "bin" / "segdial") if (ROOT / ".venv" / "bin" / "
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/segdial_bench"
 CONVERSATIONS = 50
+REQUEST_TIMEOUT = 10.0  # seconds; a request that takes longer counts as an error (status 0)
 
 
 def free_port() -> int:
@@ -139,11 +141,59 @@ class SimulatedUser:
         return not (terminated or truncated)
 
 
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams (httpx could not generate the load)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, key: str = ""
+    ) -> tuple[int, Any]:
+        try:
+            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
+        except (ConnectionError, asyncio.IncompleteReadError):  # the server closed a kept-alive connection
+            self.writer = None
+            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
+        except TimeoutError:
+            self.close()
+            return 0, None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = None
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> tuple[int, Any]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nX-API-Key: {key}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + payload)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        try:
+            return status, json.loads(data) if data else None
+        except json.JSONDecodeError:  # an error page in plain text
+            return status, data.decode(errors="replace")
+
+
 async def run_step(
-    client: httpx.AsyncClient, key: str, rate: float, seconds: float, users: list[SimulatedUser], healthz: bool
+    port: int, key: str, rate: float, seconds: float, users: list[SimulatedUser], conns: list[Connection], healthz: bool
 ) -> dict[str, float]:
-    """Offer ``rate`` requests/s for ``seconds``; return achieved rate and latency percentiles (ms)."""
-    headers = {"X-API-Key": key}
+    """Offer ``rate`` requests/s for ``seconds``; latency counts from each request's scheduled send
+    time (so queueing in front of a busy server is measured, not hidden)."""
     n = max(int(rate * seconds), 1)
     latencies: list[float] = []
     errors = 0
@@ -152,27 +202,30 @@ async def run_step(
 
     async def one(i: int) -> None:
         nonlocal errors
-        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-        if healthz:
-            t0 = time.perf_counter()
-            r = await client.get("/healthz")
-            latencies.append(1000 * (time.perf_counter() - t0))
-            errors += r.status_code != 200
-            return
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
         slot = i % len(users)
         async with locks[slot]:
+            conn = conns[slot]
+            if healthz:
+                status, _ = await conn.request("GET", "/healthz")
+                latencies.append(1000 * (time.perf_counter() - due))
+                errors += status != 200
+                return
             user = users[slot]
             if user.conversation is None:
-                r = await client.post("/v1/conversations", json={}, headers=headers)
-                user.conversation = r.json()["id"]
-            t0 = time.perf_counter()
-            r = await client.post(f"/v1/conversations/{user.conversation}/turns", json=user.body(), headers=headers)
-            latencies.append(1000 * (time.perf_counter() - t0))
-            if r.status_code != 200:
+                status, created = await conn.request("POST", "/v1/conversations", {}, key)
+                if status != 201:
+                    errors += 1
+                    return
+                user.conversation = created["id"]
+                due = time.perf_counter()  # a new conversation's first turn is due now
+            status, reply = await conn.request("POST", f"/v1/conversations/{user.conversation}/turns", user.body(), key)
+            latencies.append(1000 * (time.perf_counter() - due))
+            if status != 200:
                 errors += 1
                 user.start()
                 return
-            reply = r.json()
             if reply["ended"] or not user.answer(reply["system_act"]):
                 user.start()
 
@@ -195,21 +248,22 @@ async def ramp(server: Server, rates: list[float], seconds: float, with_text: bo
     users = [SimulatedUser(seed=1000 * k, with_text=bool(with_text)) for k in range(CONVERSATIONS)]
     for u in users:
         u.start()
+    conns = [Connection(server.port) for _ in users]
     out = []
-    limits = httpx.Limits(max_connections=CONVERSATIONS + 10, max_keepalive_connections=CONVERSATIONS + 10)
-    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=limits) as client:
-        for rate in rates:
-            row = await run_step(client, server.key, rate, seconds, users, healthz=with_text is None)
-            out.append(row)
-            label = "healthz" if with_text is None else "text" if with_text else "act"
-            print(
-                f"  {label:<7} offered {rate:>6.0f}/s achieved {row['achieved_per_s']:>7.1f}/s"
-                f"  p50 {row['p50_ms']:6.1f}"
-                f"  p95 {row['p95_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}",
-                flush=True,
-            )
-            if row["achieved_per_s"] < 0.9 * rate or row["p99_ms"] > 1000:
-                break
+    for rate in rates:
+        row = await run_step(server.port, server.key, rate, seconds, users, conns, healthz=with_text is None)
+        out.append(row)
+        label = "healthz" if with_text is None else "text" if with_text else "act"
+        print(
+            f"  {label:<7} offered {rate:>6.0f}/s achieved {row['achieved_per_s']:>7.1f}/s"
+            f"  p50 {row['p50_ms']:6.1f}  p95 {row['p95_ms']:6.1f}  p99 {row['p99_ms']:7.1f} ms"
+            f"  errors {row['errors']}",
+            flush=True,
+        )
+        if row["achieved_per_s"] < 0.9 * rate or row["p99_ms"] > 1000:
+            break
+    for c in conns:
+        c.close()
     return out
 
 
@@ -229,10 +283,12 @@ def main() -> None:
             try:
                 act = asyncio.run(ramp(server, act_rates, seconds, with_text=False))
                 text_rows = asyncio.run(ramp(server, text_rates, seconds, with_text=True))
-                health = asyncio.run(ramp(server, [200, 400, 800], seconds, with_text=None))
+                health = asyncio.run(ramp(server, [200, 400, 800, 1200], seconds, with_text=None))
             finally:
                 server.stop()
-            peak = max(r["achieved_per_s"] for r in act if r["errors"] == 0 or r is act[0])
+            # The peak: the highest rate served in full (achieved >= 90% of offered, p99 <= 1 s).
+            served = [r for r in act if r["achieved_per_s"] >= 0.9 * r["offered_per_s"] and r["p99_ms"] <= 1000]
+            peak = max((r["achieved_per_s"] for r in served), default=0.0)
             results[kind] = {"act": act, "text": text_rows, "healthz": health, "peak_act_per_s": peak}
             at200 = next((r for r in act if r["offered_per_s"] == 200), None)
             at30 = next((r for r in text_rows if r["offered_per_s"] == 30), None)
