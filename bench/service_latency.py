@@ -232,11 +232,11 @@ async def run_step(
     t_begin = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = time.perf_counter() - t_begin
-    lat = np.array(latencies)
+    lat = np.array(latencies) if latencies else np.array([float("inf")])
     return {
         "offered_per_s": rate,
         "requests": n,
-        "achieved_per_s": n / elapsed,
+        "achieved_per_s": (n - errors) / elapsed,
         "errors": errors,
         "p50_ms": float(np.percentile(lat, 50)),
         "p95_ms": float(np.percentile(lat, 95)),
