@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dialogue.acts import N_SYSTEM_ACTS, N_USER_ACTS, SystemAct, UserAct
-from dialogue.domain import DONTCARE, UNKNOWN, Domain
+from dialogue.domain import DONTCARE, UNKNOWN, Domain, Entity
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,10 @@ class DialogueState:
     def kb_count(self) -> int:
         """Entities matching the current belief."""
         return self.domain.matches.count(self.values)
+
+    def offer_candidate(self) -> Entity | None:
+        """The entity an OFFER names now: the first one matching the belief, or None if none does."""
+        return self.domain.matching(self.values)[0] if self.kb_count() else None
 
     # -- updates --------------------------------------------------------------------------
     def system_acted(self, act: int) -> None:

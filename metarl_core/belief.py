@@ -100,6 +100,16 @@ def batch_posterior(mean: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Ten
     return posterior(eta.sum(0), 1.0 + lam.sum(0))
 
 
+def belief_step(
+    eta: torch.Tensor, precision: torch.Tensor, starts: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Natural parameters after one turn: back to the prior where ``starts`` (bool, ``(B,)``) is
+    true, then plus the turn's factor N(mean, exp(logvar)). The one update rule of training and use."""
+    f_eta, f_lam = factor_natural(mean, logvar)
+    start = starts.unsqueeze(-1).to(mean.dtype)
+    return (1.0 - start) * eta + f_eta, (1.0 - start) * precision + start + f_lam
+
+
 def streaming_posteriors(
     mean: torch.Tensor, logvar: torch.Tensor, starts: torch.Tensor, eta0: torch.Tensor, precision0: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,13 +120,10 @@ def streaming_posteriors(
     false). Returns (means, variances, eta, precision) of the posteriors, each ``(T, B, z)``; the
     last two at T-1 are what to carry into the next call.
     """
-    f_eta, f_lam = factor_natural(mean, logvar)
-    start = starts.unsqueeze(-1).to(mean.dtype)
     etas, precs = [], []
     eta, prec = eta0, precision0
     for t in range(mean.shape[0]):
-        eta = (1.0 - start[t]) * eta + f_eta[t]
-        prec = (1.0 - start[t]) * prec + start[t] + f_lam[t]
+        eta, prec = belief_step(eta, prec, starts[t], mean[t], logvar[t])
         etas.append(eta)
         precs.append(prec)
     eta_all, prec_all = torch.stack(etas), torch.stack(precs)

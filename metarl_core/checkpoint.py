@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -172,8 +171,3 @@ def load_checkpoint(
     model.load_state_dict(tensors)
     model.eval()
     return model, card
-
-
-def load_state_dict_only(path: str | Path) -> dict[str, torch.Tensor]:
-    """The raw tensors of a checkpoint (for tools that inspect weights)."""
-    return load_file(str(Path(path) / WEIGHTS))

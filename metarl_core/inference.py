@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from metarl_core.belief import BeliefState
+from metarl_core.belief import BeliefState, belief_step
 from metarl_core.checkpoint import Card, CheckpointError, load_checkpoint
 from metarl_core.networks import ActorCritic
 
@@ -99,10 +99,8 @@ class Agent:
         o = torch.as_tensor(obs, dtype=torch.float32)
         if self.contextual:
             assert self.model.encoder is not None
-            mean, logvar = self.model.encoder(o)
-            lam = torch.exp(-logvar)
-            belief.eta += lam * mean
-            belief.precision += lam
+            no_start = torch.zeros(len(o), dtype=torch.bool)  # resets are the caller's (BatchBelief.reset)
+            belief.eta, belief.precision = belief_step(belief.eta, belief.precision, no_start, *self.model.encoder(o))
             belief.turns += 1
         t = torch.as_tensor(task, dtype=torch.float32) if task is not None else None
         x = self.model.inputs(o, belief.mean, belief.variance, t)

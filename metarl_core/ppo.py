@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from metarl_core.belief import kl_to_standard_normal, streaming_posteriors
+from metarl_core.belief import belief_step, kl_to_standard_normal, posterior, streaming_posteriors
 from metarl_core.checkpoint import Card, save_checkpoint
 from metarl_core.evaluation import make_vec, play
 from metarl_core.inference import Agent
@@ -234,6 +234,21 @@ class Trainer:
         return True
 
     # -- one rollout ---------------------------------------------------------------------------
+    def _step_inputs(
+        self, eta: torch.Tensor, prec: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(obs, mask, task, policy input, eta, precision) of the current step, the belief updated
+        with this step's observation (restarted where a dialogue starts)."""
+        o = torch.as_tensor(self.obs, dtype=torch.float32)
+        mask = torch.as_tensor(self.info["action_mask"], dtype=torch.float32)
+        key = self.cfg.task_key
+        task = torch.as_tensor(self.info[key], dtype=torch.float32) if key in self.info else torch.zeros(len(o), 1)
+        mean = var = None
+        if self.model.encoder is not None:
+            eta, prec = belief_step(eta, prec, self.starts, *self.model.encoder(o))
+            mean, var = posterior(eta, prec)
+        return o, mask, task, self.model.inputs(o, mean, var, task), eta, prec
+
     @torch.no_grad()
     def collect(self) -> Rollout:
         cfg, steps, b = self.cfg, self.cfg.rollout_steps, self.cfg.num_envs
@@ -244,22 +259,8 @@ class Trainer:
         eta0, prec0 = self.eta.clone(), self.precision.clone()
         eta, prec = self.eta, self.precision
         for _ in range(steps):
-            o = torch.as_tensor(self.obs, dtype=torch.float32)
-            mask = torch.as_tensor(self.info["action_mask"], dtype=torch.float32)
-            task = (
-                torch.as_tensor(self.info[cfg.task_key], dtype=torch.float32)
-                if cfg.task_key in self.info
-                else torch.zeros(b, 1)
-            )
-            start = self.starts.unsqueeze(-1).float()
-            mean = var = None
-            if self.model.encoder is not None:
-                f_mean, f_logvar = self.model.encoder(o)
-                lam = torch.exp(-f_logvar)
-                eta = (1 - start) * eta + lam * f_mean
-                prec = (1 - start) * prec + start + lam
-                mean, var = eta / prec, 1.0 / prec
-            logits, value = self.model(self.model.inputs(o, mean, var, task), mask)
+            o, mask, task, x, eta, prec = self._step_inputs(eta, prec)
+            logits, value = self.model(x, mask)
             dist = torch.distributions.Categorical(logits=logits)
             action = dist.sample()
             buf["obs"].append(o)
@@ -285,22 +286,9 @@ class Trainer:
 
     @torch.no_grad()
     def bootstrap_value(self) -> torch.Tensor:
-        o = torch.as_tensor(self.obs, dtype=torch.float32)
-        mask = torch.as_tensor(self.info["action_mask"], dtype=torch.float32)
-        task = (
-            torch.as_tensor(self.info[self.cfg.task_key], dtype=torch.float32)
-            if self.cfg.task_key in self.info
-            else None
-        )
-        mean = var = None
-        if self.model.encoder is not None:
-            start = self.starts.unsqueeze(-1).float()
-            f_mean, f_logvar = self.model.encoder(o)
-            lam = torch.exp(-f_logvar)
-            eta = (1 - start) * self.eta + lam * f_mean
-            prec = (1 - start) * self.precision + start + lam
-            mean, var = eta / prec, 1.0 / prec
-        return self.model(self.model.inputs(o, mean, var, task), mask)[1]
+        """The critic's value of the observation after the rollout (the carried belief is not advanced)."""
+        _, mask, _, x, _, _ = self._step_inputs(self.eta, self.precision)
+        return self.model(x, mask)[1]
 
     def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(lambda) advantages and returns."""

@@ -83,15 +83,8 @@ def simulate(
         pol = _policy(policy, layout, seed)
     except (DomainError, PolicyError, ProfileError, CheckpointError, ValueError) as e:
         fail(str(e))
-    with Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("dialogues", total=n)
+    with _progress("simulating", transient=True) as bar:
+        task = bar.add_task("dialogues", total=n, status="")
         stats = run_dialogues(
             pol,
             n,
@@ -133,7 +126,8 @@ def _policy(name: str, layout: ObservationLayout, seed: int) -> Policy:
     return make_policy(name, layout, seed=seed)  # raises the error listing the names
 
 
-def _progress(label: str) -> Progress:
+def _progress(label: str, transient: bool = False) -> Progress:
+    """A progress bar with a status text field (the same look for every long command)."""
     return Progress(
         TextColumn(label),
         BarColumn(),
@@ -141,7 +135,7 @@ def _progress(label: str) -> Progress:
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         console=console,
-        transient=False,
+        transient=transient,
     )
 
 

@@ -118,7 +118,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         kb_count = st.kb_count()
         first_turn = st.turn == 0
         if act == SystemAct.OFFER:
-            self.offered = self.offer_candidate()
+            self.offered = st.offer_candidate()
         if self.render_mode == "ansi":
             from dialogue.nlg import system_text
 
@@ -143,12 +143,6 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         if self.render_mode == "ansi":
             self._transcript.append(f"USER [{turn.act.name}]: {info['user_utterance']}")
         return st.observation(), reward, terminated, truncated, info
-
-    def offer_candidate(self) -> Entity | None:
-        """The entity an OFFER would name now (the first one matching the belief), if any."""
-        if not self.state.kb_count():
-            return None
-        return self.domain.matching(self.state.values)[0]
 
     def _get_info(
         self, turn: UserTurn, observed: list[tuple[int, int, float]], style: int, success: bool

@@ -109,7 +109,7 @@ def run_transcripts(
         total, done = 0.0, False
         while not done:
             act = int(policy(obs[None], info["action_mask"][None], np.array([info["segment"]]))[0])
-            offered = env.offer_candidate() if act == SystemAct.OFFER else env.offered
+            offered = env.state.offer_candidate() if act == SystemAct.OFFER else env.offered
             text = system_text(act, env.state, offered)
             lines.append(f"SYSTEM: {text}")
             obs, reward, terminated, truncated, info = env.step(act)

@@ -136,7 +136,7 @@ def take_turn(
     kb_count = tracker.kb_count()
     offered_index = stored.get("offered")
     if act == SystemAct.OFFER:
-        match = domain.matching(tracker.values)[0] if kb_count else None
+        match = tracker.offer_candidate()
         offered_index = domain.entities.index(match) if match is not None else None
     offered = domain.entities[offered_index] if offered_index is not None else None
     text_out = system_text(act, tracker, offered)
