@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -194,6 +194,14 @@ class SlotMatcher:
         return next((s for s in self.domain.slots if s in low), None)
 
 
+class Reading(NamedTuple):
+    """What the NLU reads in one utterance."""
+
+    acts: list[dict[str, Any]]
+    confidence: float  # of the act type
+    register: float  # 0 terse, 0.5 plain, 1 chatty
+
+
 class NLU:
     """Utterance -> structured user acts (the service's text path)."""
 
@@ -224,18 +232,33 @@ class NLU:
     @torch.no_grad()
     def register(self, text: str) -> float:
         """The register of the text (0 terse, 0.5 plain, 1 chatty), as the simulator's styles."""
-        x = torch.as_tensor(self.encoder.encode([text]))
-        return REGISTERS[int(self.register_classifier(x).argmax(-1)[0])]
+        return self._register(torch.as_tensor(self.encoder.encode([text])))[0]
+
+    def _register(self, x: torch.Tensor) -> list[float]:
+        return [REGISTERS[int(i)] for i in self.register_classifier(x).argmax(-1)]
 
     @torch.no_grad()
     def act_types(self, texts: list[str]) -> tuple[list[str], list[float]]:
-        probs = torch.softmax(self.classifier(torch.as_tensor(self.encoder.encode(texts))), -1)
-        conf, idx = probs.max(-1)
+        return self._act_types(torch.as_tensor(self.encoder.encode(texts)))
+
+    def _act_types(self, x: torch.Tensor) -> tuple[list[str], list[float]]:
+        conf, idx = torch.softmax(self.classifier(x), -1).max(-1)
         return [ACT_NAMES[int(i)] for i in idx], [float(c) for c in conf]
+
+    @torch.no_grad()
+    def read(self, text: str, domain: str) -> Reading:
+        """Structured acts, act-type confidence and register of one utterance (one encoder pass)."""
+        x = torch.as_tensor(self.encoder.encode([text]))
+        (act,), (conf,) = self._act_types(x)
+        return Reading(self._acts(act, text, domain), conf, self._register(x)[0])
 
     def parse(self, text: str, domain: str) -> tuple[list[dict[str, Any]], float]:
         """Structured acts for one utterance and the act-type confidence."""
-        (act,), (conf,) = self.act_types([text])
+        reading = self.read(text, domain)
+        return reading.acts, reading.confidence
+
+    def _acts(self, act: str, text: str, domain: str) -> list[dict[str, Any]]:
+        """The structured acts of an utterance whose act type is ``act``: the slots come from the words."""
         m = self.matchers[domain]
         acts: list[dict[str, Any]] = []
         if act in ("inform", "negate"):
@@ -251,7 +274,7 @@ class NLU:
             acts = [{"act": "book", "slot": s, "value": v} for s, v in m.booking(text)] or [{"act": "book"}]
         else:
             acts = [{"act": act}]
-        return acts, conf
+        return acts
 
 
 def save_nlu(path: str | Path, classifier: ActClassifier, register: ActClassifier, figures: dict[str, Any]) -> None:

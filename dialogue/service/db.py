@@ -97,8 +97,12 @@ class Turn(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="turns")
 
 
+WRITER = "segdial_writer"  # execution option of the engine that write transactions use
+
+
 def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets foreign keys and BEGIN IMMEDIATE so writers queue instead of racing."""
+    """An engine; on SQLite, transactions of ``writer(engine)`` begin IMMEDIATE so writers queue
+    instead of racing, and every other transaction is a plain (deferred) read."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -113,10 +117,16 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine (same pool) for write transactions: SQLite takes its write lock at BEGIN, so
+    a read-then-write transaction never fails to upgrade its lock; PostgreSQL is unchanged."""
+    return engine.execution_options(**{WRITER: True})
 
 
 def session_factory(engine: Engine) -> sessionmaker:

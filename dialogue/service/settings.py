@@ -3,7 +3,8 @@
 ``SEGDIAL_DATABASE_URL`` (default: a SQLite file ``segdial.db`` in the working folder),
 ``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_NLU_PATH`` (default:
 the shipped ``models/nlu``), ``SEGDIAL_HOST``,
-``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``.
+``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``, ``SEGDIAL_MAX_TURNS``,
+``SEGDIAL_TORCH_THREADS``, ``SEGDIAL_WORKER_THREADS``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     max_text_chars: int = 2000
     max_turns: int = 20
     torch_threads: int = 1  # one per worker: more oversubscribes small models under load
+    worker_threads: int = 8  # threads serving sync routes (database and model work)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,315 @@
+"""The service layer: start a conversation, take a user turn, end it, read it back — without HTTP.
+
+The FastAPI routes and the Rasa action server call these functions, so both paths store the same
+rows and give the same replies. A ``Runtime`` holds what a process loads once (settings, the
+database engine, the policy, the NLU); nothing about a conversation is kept in memory between
+calls.
+
+A turn is one write transaction: it locks the conversation row (``SELECT ... FOR UPDATE`` on
+PostgreSQL; on SQLite the database write lock, taken at ``BEGIN IMMEDIATE``), replays the stored
+reply of a retried idempotency key, applies the turn to the stored state and writes the state and
+the turn back. The NLU, the slow part of a text turn, runs before that transaction, so writers
+hold the lock only for the policy step and the row writes. On SQLite the writers of one process
+also queue on an in-process lock: SQLite's own busy handler makes waiting writers sleep in steps of
+up to 100 ms, which turned short queues into second-long stalls under load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dialogue.domain import DomainError, available_domains, load_domain
+from dialogue.nlu import NLU
+from dialogue.service import db
+from dialogue.service.schemas import ReplyOut, TurnIn
+from dialogue.service.settings import Settings
+from dialogue.service.turns import TurnError, new_state, parse_acts, take_turn
+from dialogue.tracker import ObservationLayout
+from metarl_core.inference import Agent
+
+KEY_PREFIX = "sdk_"
+
+
+class ServiceError(Exception):
+    """A request the service refuses; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str) -> str:
+    """Store a new API key (hashed) and return it; it is never shown again."""
+    key = KEY_PREFIX + secrets.token_urlsafe(24)
+    session.add(db.ApiKey(name=name, key_hash=hash_key(key)))
+    session.commit()
+    return key
+
+
+class TurnResult(NamedTuple):
+    """The reply to a turn, and whether it is the stored reply of a retried idempotency key."""
+
+    reply: ReplyOut
+    replayed: bool
+
+
+@dataclass
+class Runtime:
+    """What one process of the service loads once: settings, database, policy and NLU."""
+
+    settings: Settings
+    engine: Engine
+    agent: Agent
+    nlu: NLU
+    reads: sessionmaker = field(init=False)
+    writes: sessionmaker = field(init=False)
+    _write_lock: threading.Lock | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = db.session_factory(self.engine)
+        self.writes = db.session_factory(db.writer(self.engine))
+        self._write_lock = threading.Lock() if self.settings.is_sqlite else None
+
+    @classmethod
+    def open(cls, settings: Settings, agent: Agent | None = None) -> Runtime:
+        """Connect (migrating an embedded SQLite database on first use), check the schema, load the models."""
+        engine = db.make_engine(settings.database_url)
+        try:
+            if settings.is_sqlite and db.current_revision(engine) is None:
+                db.upgrade(settings.database_url)  # the embedded default needs no extra step
+            db.check_schema(engine)
+            agent = agent or Agent.load(settings.model_path)
+            nlu = NLU.load(settings.nlu_path, {d: load_domain(d) for d in available_domains()})
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(settings, engine, agent, nlu)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction's session (SQLite: queued on the process's write lock)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        with lock, self.writes() as session:
+            yield session
+
+    # -- clients -------------------------------------------------------------------------------
+    def client_of(self, key: str) -> int | None:
+        """The client id of an API key, or None when it is unknown or revoked."""
+        with self.reads() as session:
+            return session.scalar(
+                select(db.ApiKey.id).where(db.ApiKey.key_hash == hash_key(key), db.ApiKey.revoked.is_(False))
+            )
+
+    def client_named(self, name: str) -> int:
+        """The id of an in-process client (e.g. the Rasa action server), created on first use.
+
+        Its key row holds the hash of a random secret that is never shown, so the client cannot be
+        used over HTTP.
+        """
+        with self.write() as session:
+            found = session.scalar(select(db.ApiKey.id).where(db.ApiKey.name == name).order_by(db.ApiKey.id))
+            if found is not None:
+                return found
+            row = db.ApiKey(name=name, key_hash=hash_key(secrets.token_urlsafe(32)))
+            session.add(row)
+            session.commit()
+            return row.id
+
+    # -- conversations -------------------------------------------------------------------------
+    def start_conversation(self, client_id: int, domain: str = "restaurant", client_user_ref: str | None = None) -> str:
+        """A new conversation of ``client_id``; returns its id."""
+        try:
+            dom = load_domain(domain)
+        except DomainError as e:
+            raise ServiceError(422, str(e)) from e
+        if ObservationLayout(dom.n_slots).size != self.agent.spec.obs_dim:
+            raise ServiceError(422, f"the loaded policy does not serve domain {domain!r}")
+        with self.write() as session:
+            conv = db.Conversation(
+                api_key_id=client_id,
+                client_user_ref=client_user_ref,
+                domain=dom.name,
+                state=new_state(dom, self.settings.max_turns, self.agent.latent_dim),
+            )
+            session.add(conv)
+            session.commit()
+            return conv.id
+
+    def open_conversation_of(self, client_id: int, client_user_ref: str) -> str | None:
+        """The newest conversation of ``client_user_ref`` that has not ended, if there is one."""
+        with self.reads() as session:
+            return session.scalar(
+                select(db.Conversation.id)
+                .where(
+                    db.Conversation.api_key_id == client_id,
+                    db.Conversation.client_user_ref == client_user_ref,
+                    db.Conversation.ended_at.is_(None),
+                )
+                .order_by(db.Conversation.created_at.desc())
+                .limit(1)
+            )
+
+    def user_turn(self, client_id: int, conversation_id: str, body: TurnIn) -> TurnResult:
+        """One user turn (text, structured acts, or both) -> the system's reply and the segment read-out.
+
+        Structured acts bypass the NLU; text alone goes through it. The text is stored either way,
+        and its register (terse, plain, chatty) is read from the words; a turn without text counts
+        as plain.
+        """
+        started = time.perf_counter()
+        if body.text is not None and not body.text.strip():
+            raise ServiceError(422, "text is empty")
+        if body.text is not None and len(body.text) > self.settings.max_text_chars:
+            raise ServiceError(422, f"text is longer than {self.settings.max_text_chars} characters")
+        if not body.acts and body.text is None:
+            raise ServiceError(422, "a turn needs text, structured acts, or both")
+        _check_id(conversation_id)
+        acts = [a.model_dump() for a in body.acts]
+        register = 0.5
+        if body.text is not None and acts:
+            register = self.nlu.register(body.text)
+        elif body.text is not None:
+            with self.reads() as session:
+                domain_name = _owned(session, conversation_id, client_id).domain
+            acts, _, register = self.nlu.read(body.text, domain_name)
+        with self.write() as session:
+            conv = _owned(session, conversation_id, client_id, lock=True)
+            if body.idempotency_key:
+                stored = session.scalar(
+                    select(db.Turn.reply).where(
+                        db.Turn.conversation_id == conv.id, db.Turn.idempotency_key == body.idempotency_key
+                    )
+                )
+                if stored is not None:
+                    return TurnResult(ReplyOut(**stored), replayed=True)
+            if conv.ended_at is not None:
+                raise ServiceError(409, f"conversation {conversation_id} has ended")
+            domain = load_domain(conv.domain)
+            try:
+                parsed = parse_acts(domain, acts)
+            except TurnError as e:
+                raise ServiceError(422, str(e)) from e
+            reply = take_turn(self.agent, domain, self.settings.max_turns, conv.state, parsed, register)
+            probs = reply.segment_probabilities
+            segment = max(probs, key=lambda s: probs[s], default=None)
+            confidence = probs[segment] if segment else None
+            out = ReplyOut(
+                conversation_id=conv.id,
+                turn_index=conv.turn_count,
+                system_act=reply.system_act,
+                system_slot=reply.system_slot,
+                system_text=reply.system_text,
+                segment=segment,
+                confidence=confidence,
+                segment_probabilities=probs,
+                posterior_mean=reply.posterior_mean,
+                posterior_variance=reply.posterior_variance,
+                ended=reply.ended,
+            )
+            now = datetime.now(UTC)
+            session.add(
+                db.Turn(
+                    conversation_id=conv.id,
+                    turn_index=conv.turn_count,
+                    idempotency_key=body.idempotency_key,
+                    user_text=body.text,
+                    user_acts=acts,
+                    system_act=reply.system_act,
+                    system_slot=reply.system_slot,
+                    system_text=reply.system_text,
+                    belief=reply.belief.to_dict(),
+                    segment_probabilities=probs,
+                    reply=out.model_dump(),
+                    latency_ms=1000 * (time.perf_counter() - started),
+                )
+            )
+            conv.state = reply.state
+            conv.turn_count += 1
+            conv.segment, conv.confidence, conv.updated_at = segment, confidence, now
+            if reply.ended:
+                conv.ended_at = now
+            try:
+                session.commit()
+            except IntegrityError as e:  # a concurrent request with the same key won the race
+                session.rollback()
+                raise ServiceError(409, "a concurrent turn on this conversation was stored first; retry") from e
+        return TurnResult(out, replayed=False)
+
+    def end_conversation(
+        self, client_id: int, conversation_id: str, outcome: str, rating: int | None = None
+    ) -> dict[str, Any]:
+        """Record the outcome (and an optional 1-5 rating) of a conversation."""
+        _check_id(conversation_id)
+        with self.write() as session:
+            conv = _owned(session, conversation_id, client_id, lock=True)
+            if conv.outcome is not None:
+                raise ServiceError(409, f"conversation {conversation_id} already has an outcome")
+            conv.outcome, conv.rating = outcome, rating
+            conv.ended_at = conv.ended_at or datetime.now(UTC)
+            session.commit()
+            return {"id": conv.id, "outcome": conv.outcome, "rating": conv.rating}
+
+    def conversation(self, client_id: int, conversation_id: str) -> dict[str, Any]:
+        """The whole conversation with its turns."""
+        _check_id(conversation_id)
+        with self.reads() as session:
+            conv = _owned(session, conversation_id, client_id)
+            return {
+                "id": conv.id,
+                "domain": conv.domain,
+                "client_user_ref": conv.client_user_ref,
+                "created_at": conv.created_at.isoformat(),
+                "ended_at": conv.ended_at.isoformat() if conv.ended_at else None,
+                "outcome": conv.outcome,
+                "rating": conv.rating,
+                "segment": conv.segment,
+                "confidence": conv.confidence,
+                "turns": [
+                    {
+                        "turn_index": t.turn_index,
+                        "user_text": t.user_text,
+                        "user_acts": t.user_acts,
+                        "reply": t.reply,
+                        "latency_ms": t.latency_ms,
+                    }
+                    for t in conv.turns
+                ],
+            }
+
+
+def _check_id(conversation_id: str) -> None:
+    if len(conversation_id) > 36 or "\x00" in conversation_id:  # cannot be an id: do not ask the database
+        raise ServiceError(404, f"no conversation {conversation_id}")
+
+
+def _owned(session: Session, conversation_id: str, client_id: int, lock: bool = False) -> db.Conversation:
+    query = select(db.Conversation).where(
+        db.Conversation.id == conversation_id, db.Conversation.api_key_id == client_id
+    )
+    if lock:
+        query = query.with_for_update()
+    conv = session.scalar(query)
+    if conv is None:
+        raise ServiceError(404, f"no conversation {conversation_id}")
+    return conv
