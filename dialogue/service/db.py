@@ -68,6 +68,9 @@ class Conversation(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(20), nullable=True)
     rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Known for simulated users only (``segdial report --simulate``); NULL for real conversations.
+    true_segment: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    episode_return: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     turns: Mapped[list[Turn]] = relationship(back_populates="conversation", order_by="Turn.turn_index")
 
