@@ -364,6 +364,80 @@ def _print_adaptation(results: dict[str, Any]) -> None:
         console.print(f"[{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}", markup=False)
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Folder for report.html (self-contained) and figures.json.")],
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL of the service's logs (default: SEGDIAL_DATABASE_URL).")
+    ] = None,
+    simulate: Annotated[
+        Path | None,
+        typer.Option(help="A checkpoint: play simulated users of its segments (true segment known) instead of logs."),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--dialogues", help="With --simulate: conversations per segment.")] = 2000,
+    since: Annotated[str | None, typer.Option(help="Conversations created at or after this ISO time (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Conversations created before this ISO time (UTC).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint for prototypes and method comparison (default: the simulated one, or SEGDIAL_MODEL_PATH)."
+        ),
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Probability that counts as identifying the user.")] = 0.8,
+    png: Annotated[
+        Path | None, typer.Option(help="Also render the page in headless Chromium to this PNG and check every plot.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --simulate: random seed.")] = 0,
+) -> None:
+    """Segment-adaptation report from production logs (--db) or simulated users (--simulate CHECKPOINT)."""
+    from dialogue.service.settings import Settings
+    from segdial import reporting
+
+    if db and simulate:
+        fail("use --db (production logs) or --simulate CHECKPOINT (simulated users), not both")
+    if n < 1:
+        fail(f"-n must be a positive number of conversations, got {n}")
+    try:
+        window = reporting.parse_window(since, until)
+        if simulate is not None:
+            url = f"sqlite:///{(out / 'simulation.db').resolve()}"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "simulation.db").unlink(missing_ok=True)
+            with _progress("simulating users") as bar:
+                task = bar.add_task("simulate", total=None, status="")
+                sim = reporting.simulate_to_database(
+                    simulate,
+                    url,
+                    n,
+                    seed=seed,
+                    progress=lambda k: bar.advance(task, k),
+                    total=lambda t: bar.update(task, total=t),
+                )
+            model = model or simulate
+            what = f"{sim['conversations_per_segment']:,} simulated users per segment of {simulate} (seed {seed})"
+        else:
+            url = db or Settings().database_url
+            model = model or (Settings().model_path if Settings().model_path.exists() else None)
+            what = "production logs"
+        result = reporting.make_report(out, url, window, model=model, description=what, threshold=threshold, png=png)
+    except (reporting.ReportError, CheckpointError, ValueError) as e:
+        fail(str(e))
+    figures = result.figures
+    console.print(f"{figures['overview']['conversations']:,} conversations from {what}")
+    ece = figures["calibration"]["ece"]
+    if ece is not None:
+        verdict = "meets" if ece <= figures["calibration"]["bar"] else "does NOT meet"
+        console.print(
+            f"calibration: ECE {ece:.4f} over {figures['calibration']['readouts']:,} read-outs ({verdict} the bar 0.05)"
+        )
+    console.print(f"report written to {result.page} and {result.figures_path}")
+    if result.rendered is not None:
+        r = result.rendered
+        console.print(f"rendered in headless Chromium to {r.screenshot}: plots {', '.join(r.plots) or 'none'}")
+        if r.broken_images or r.console_errors:
+            fail(f"the page did not render cleanly: broken images {r.broken_images}, console errors {r.console_errors}")
+
+
 db_app = typer.Typer(help="The service's database.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys of the service.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -172,4 +172,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     )
     app.include_router(conversations)
     app.include_router(meta)
+    from dialogue.service.analytics_api import router as analytics  # it imports this module's dependencies
+
+    app.include_router(analytics)
     return app
