@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import numpy as np
+import pydantic
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -399,6 +400,7 @@ def report(
         fail(f"-n must be a positive number of conversations, got {n}")
     try:
         window = reporting.parse_window(since, until)
+        reporting.check_threshold(threshold)
         if simulate is not None:
             url = f"sqlite:///{(out / 'simulation.db').resolve()}"
             out.mkdir(parents=True, exist_ok=True)
@@ -548,7 +550,42 @@ def serve() -> None:
     from dialogue.service.settings import Settings
 
     settings = Settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    if settings.workers < 1:
+        fail(f"SEGDIAL_WORKERS must be at least 1, got {settings.workers}")
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        return
+    # Several processes: each worker builds its own app from the same environment.
+    uvicorn.run(
+        "dialogue.service.app:create_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+    )
+
+
+@app.command()
+def actions(
+    port: Annotated[int, typer.Option(help="Port of the webhook (Rasa's endpoints.yml action_endpoint).")] = 5055,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+) -> None:
+    """Run the Rasa action server: action_segdial_policy and action_segdial_end at POST /webhook.
+
+    In-process by default (the policy, NLU and database of SEGDIAL_* settings); with SEGDIAL_API_URL
+    and SEGDIAL_API_KEY set, turns go to a running `segdial serve` instead. SEGDIAL_RASA_DOMAIN picks
+    the domain (default restaurant).
+    """
+    from dialogue.rasa.server import ActionServerError, serve
+    from dialogue.service.settings import Settings
+
+    if not 1 <= port <= 65535:
+        fail(f"--port must be between 1 and 65535, got {port}")
+    try:
+        serve(host, port, Settings().log_level)
+    except ActionServerError as e:
+        fail(str(e))
 
 
 def main() -> None:
@@ -557,6 +594,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except pydantic.ValidationError as e:  # a SEGDIAL_* setting that does not parse
+        problems = "; ".join(f"SEGDIAL_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in e.errors())
+        print(f"error: bad setting: {problems}", file=sys.stderr)
+        sys.exit(2)
     except Exception as e:
         message = getattr(e, "format_message", None)
         if not callable(message):  # not a usage error: a real bug, keep its traceback

@@ -249,6 +249,11 @@ def parse_window(since: str | None, until: str | None) -> analytics.Window:
         raise ReportError(str(e)) from e
 
 
+def check_threshold(threshold: float) -> None:
+    if not 0.0 < threshold <= 1.0:
+        raise ReportError(f"--threshold must be in (0, 1], got {threshold}")
+
+
 def open_database(url: str) -> Engine:
     """An engine on an existing database at the current schema (the report only reads)."""
     try:
@@ -289,8 +294,7 @@ def make_report(
     ``model`` (a checkpoint) gives the segment order, the prototypes of the trajectory plot and the
     method comparison (its ``eval/evaluation.json``); ``png`` renders and checks the page.
     """
-    if not 0.0 < threshold <= 1.0:
-        raise ReportError(f"--threshold must be in (0, 1], got {threshold}")
+    check_threshold(threshold)
     segments: list[str] = []
     prototypes: list[Any] = []
     if model is not None:

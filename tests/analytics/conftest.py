@@ -36,6 +36,12 @@ SIMULATED_PER_SEGMENT = 60
 
 
 @pytest.fixture(scope="session")
+def helpers() -> ModuleType:
+    """The service tests' helpers (``Api``, ``SimulatedUser``, ``make_settings``, ``new_key``, ...)."""
+    return service
+
+
+@pytest.fixture(scope="session")
 def agent() -> Agent:
     return Agent.load(DEFAULT_MODEL)
 

@@ -211,7 +211,7 @@ def test_trajectories_project_posterior_means_with_the_prototypes(session: Sessi
     # The posterior means (k/2, -k/2) lie on the prototypes' first axis: second coordinates agree.
     a = chosen["A"]["points"]
     assert a[0][1] == pytest.approx(a[2][1], abs=1e-3)
-    assert abs(a[2][0] - a[0][0]) == pytest.approx(2 ** 0.5, abs=1e-3)  # from (.5, -.5) to (1.5, -1.5)
+    assert abs(a[2][0] - a[0][0]) == pytest.approx(2**0.5, abs=1e-3)  # from (.5, -.5) to (1.5, -1.5)
 
 
 def test_an_empty_database_gives_empty_figures(session: Session) -> None:
