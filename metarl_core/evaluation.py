@@ -6,6 +6,10 @@ Generic over Gymnasium vector environments with same-step autoreset whose ``info
 episodes per column (so short episodes are not over-represented) and records, for every episode,
 its outcome and the segment read-out after each of the first ``max_turns_id`` user turns (an
 episode that ends earlier keeps its last read-out).
+
+With ``context_episodes=K`` every recorded episode is the last of a trial of K + 1 episodes in
+one column: the policy's state (belief or recurrent memory) is carried across the K earlier ones,
+which are played but not recorded (the few-shot setting: a user with K earlier conversations).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from metarl_core.inference import Agent
+from metarl_core.inference import Agent, BatchBelief
 
 
 @dataclass
@@ -69,32 +73,38 @@ def play(
     label_map: npt.NDArray[np.int64] | None = None,
     max_turns_id: int = 5,
     progress: Callable[[int], None] | None = None,
+    context_episodes: int = 0,
 ) -> EpisodeRecord:
     """Play at least ``episodes`` episodes (a multiple of the batch) and record them.
 
     ``label_map`` maps the environment's label index to the agent's segment index (when the
     environment was made with a different list of segments); read-outs need agent prototypes.
+    ``context_episodes``: see the module docstring.
     """
+    if context_episodes < 0:
+        raise ValueError(f"context_episodes must be zero or more, got {context_episodes}")
     b = min(batch, episodes)
     quota = math.ceil(episodes / b)
     envs = make_vec(env_id, b, **env_kwargs)
     obs, info = envs.reset(seed=seed)
-    belief = agent.initial_belief(b)
-    readout = agent.contextual and agent.prototypes is not None
-    z = belief.eta.shape[1]
+    state = agent.initial_state(b)
+    belief = state if agent.contextual and isinstance(state, BatchBelief) else None
+    readout = belief is not None and agent.prototypes is not None
+    z = max(agent.latent_dim, 1)
     pred = np.zeros((b, max_turns_id), dtype=np.int64)
     conf = np.zeros((b, max_turns_id))
     post = np.zeros((b, max_turns_id, z))
     labels = np.asarray(info[label_key]).copy()
     done_count = np.zeros(b, dtype=np.int64)
+    trial_episode = np.zeros(b, dtype=np.int64)  # episodes finished in the column's current trial
     out: dict[str, list] = {
         k: [] for k in ("returns", "success", "lengths", "labels", "predicted", "confidence", "posteriors")
     }
     gen = torch.Generator().manual_seed(seed)
     while (done_count < quota).any():
         task = info.get(task_key) if agent.spec.variant == "oracle" else None
-        act = agent.step(obs, info["action_mask"], belief, task=task, deterministic=deterministic, generator=gen)
-        if agent.contextual:
+        act = agent.step(obs, info["action_mask"], state, task=task, deterministic=deterministic, generator=gen)
+        if belief is not None:
             # Slot j holds the state after j + 1 user turns; later slots are overwritten as turns
             # come in, so a short episode keeps its last state in the remaining slots.
             later = np.arange(max_turns_id)[None, :] >= (belief.turns.numpy() - 1)[:, None]
@@ -103,9 +113,13 @@ def play(
                 probs = agent.segment_probabilities(belief)
                 pred[later] = np.repeat(probs.argmax(1)[:, None], max_turns_id, 1)[later]
                 conf[later] = np.repeat(probs.max(1)[:, None], max_turns_id, 1)[later]
-        obs, _, terminated, truncated, info = envs.step(act)
+        obs, reward, terminated, truncated, info = envs.step(act)
+        state.observe_rewards(reward)
         ended = np.asarray(terminated | truncated)
-        take = ended & (done_count < quota)
+        trial_over = ended & (trial_episode == context_episodes)
+        trial_episode[ended] += 1
+        trial_episode[trial_over] = 0
+        take = trial_over & (done_count < quota)
         if take.any():
             out["returns"].append(info["episode_return"][take])
             out["success"].append(info["success"][take])
@@ -118,7 +132,8 @@ def play(
             done_count += take
             if progress is not None:
                 progress(int(take.sum()))
+        if trial_over.any():
+            state.reset(torch.as_tensor(trial_over))
         if ended.any():
-            belief.reset(torch.as_tensor(ended))
             labels[ended] = np.asarray(info[label_key])[ended]
     return EpisodeRecord(**{k: np.concatenate(v) for k, v in out.items()})

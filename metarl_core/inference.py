@@ -8,6 +8,10 @@ This is the one module the service imports from ``metarl_core``; it imports no t
 - ``agent.segment_probabilities(belief)`` compares the posterior mean with the segment
   prototypes (mean posterior of each named segment after the same number of turns, measured after
   training): p(segment) is proportional to exp(-||mean - prototype||^2 / temperature).
+
+An RL^2 policy (variant ``rl2``) carries a ``RecurrentState`` instead of a belief: the same
+``initial_state`` / ``step`` / ``reset`` calls, plus ``observe_rewards`` after every step, since its
+memory reads the previous reward too.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from metarl_core.belief import BeliefState, belief_step
 from metarl_core.checkpoint import Card, CheckpointError, load_checkpoint
 from metarl_core.networks import ActorCritic
 
-__all__ = ["Agent", "BatchBelief", "BeliefState", "CheckpointError"]
+__all__ = ["Agent", "BatchBelief", "BeliefState", "CheckpointError", "PolicyState", "RecurrentState"]
 
 
 @dataclass
@@ -44,6 +48,9 @@ class BatchBelief:
         self.precision[rows] = 1.0
         self.turns[rows] = 0
 
+    def observe_rewards(self, rewards: npt.ArrayLike) -> None:
+        """Nothing to do: the belief's factors come from observations only."""
+
     @property
     def mean(self) -> torch.Tensor:
         return self.eta / self.precision
@@ -51,6 +58,40 @@ class BatchBelief:
     @property
     def variance(self) -> torch.Tensor:
         return 1.0 / self.precision
+
+
+@dataclass
+class RecurrentState:
+    """RL^2's memory of ``B`` conversations: the GRU state ``(B, m)``, the previous act (one-hot,
+    ``(B, A)``), the previous reward ``(B,)`` and the turns seen."""
+
+    memory: torch.Tensor
+    prev_action: torch.Tensor
+    prev_reward: torch.Tensor
+    turns: torch.Tensor
+
+    @classmethod
+    def prior(cls, batch: int, memory_dim: int, n_actions: int) -> RecurrentState:
+        return cls(
+            torch.zeros(batch, memory_dim),
+            torch.zeros(batch, n_actions),
+            torch.zeros(batch),
+            torch.zeros(batch, dtype=torch.long),
+        )
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Forget everything where ``rows`` (bool) is true (a new conversation, or a new user)."""
+        self.memory[rows] = 0.0
+        self.prev_action[rows] = 0.0
+        self.prev_reward[rows] = 0.0
+        self.turns[rows] = 0
+
+    def observe_rewards(self, rewards: npt.ArrayLike) -> None:
+        """The rewards of the acts just taken (read by the next step)."""
+        self.prev_reward = torch.as_tensor(np.asarray(rewards), dtype=torch.float32).clone()
+
+
+PolicyState = BatchBelief | RecurrentState
 
 
 class Agent:
@@ -61,6 +102,7 @@ class Agent:
         self.card = card
         self.spec = model.spec
         self.contextual = self.spec.variant == "contextual"
+        self.recurrent = self.spec.variant == "rl2"
         self.latent_dim = self.spec.latent_dim if self.contextual else 0
         self._set_prototypes(card)
 
@@ -84,30 +126,48 @@ class Agent:
     def initial_belief(self, batch: int = 1) -> BatchBelief:
         return BatchBelief.prior(batch, max(self.latent_dim, 1))
 
+    def initial_state(self, batch: int = 1) -> PolicyState:
+        """What the policy carries from turn to turn: a belief, or RL^2's recurrent state."""
+        if self.recurrent:
+            return RecurrentState.prior(batch, self.spec.memory_dim, self.spec.n_actions)
+        return self.initial_belief(batch)
+
     @torch.no_grad()
     def step(
         self,
         obs: npt.NDArray[np.float32],
         mask: npt.NDArray[np.integer],
-        belief: BatchBelief,
+        belief: PolicyState,
         *,
         task: npt.NDArray[np.floating] | None = None,
         deterministic: bool = True,
         generator: torch.Generator | None = None,
     ) -> npt.NDArray[np.int64]:
-        """Update ``belief`` in place with this turn's observation and return the acts ``(B,)``."""
+        """Update ``belief`` (or RL^2's state) in place with this turn's observation and return the
+        acts ``(B,)``."""
         o = torch.as_tensor(obs, dtype=torch.float32)
-        if self.contextual:
-            assert self.model.encoder is not None
-            no_start = torch.zeros(len(o), dtype=torch.bool)  # resets are the caller's (BatchBelief.reset)
-            belief.eta, belief.precision = belief_step(belief.eta, belief.precision, no_start, *self.model.encoder(o))
+        no_start = torch.zeros(len(o), dtype=torch.bool)  # resets are the caller's (``reset``)
+        if isinstance(belief, RecurrentState):
+            belief.memory = self.model.memory_step(belief.memory, no_start, o, belief.prev_action, belief.prev_reward)
             belief.turns += 1
-        t = torch.as_tensor(task, dtype=torch.float32) if task is not None else None
-        x = self.model.inputs(o, belief.mean, belief.variance, t)
+            x = self.model.inputs(o, memory=belief.memory)
+        else:
+            if self.contextual:
+                assert self.model.encoder is not None
+                belief.eta, belief.precision = belief_step(
+                    belief.eta, belief.precision, no_start, *self.model.encoder(o)
+                )
+                belief.turns += 1
+            t = torch.as_tensor(task, dtype=torch.float32) if task is not None else None
+            x = self.model.inputs(o, belief.mean, belief.variance, t)
         logits, _ = self.model(x, torch.as_tensor(mask, dtype=torch.float32))
         if deterministic:
-            return logits.argmax(-1).numpy()
-        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1).numpy()
+            acts = logits.argmax(-1)
+        else:
+            acts = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+        if isinstance(belief, RecurrentState):
+            belief.prev_action = torch.nn.functional.one_hot(acts, self.spec.n_actions).to(torch.float32)
+        return acts.numpy()
 
     @torch.no_grad()
     def segment_probabilities(self, belief: BatchBelief) -> npt.NDArray[np.float64]:
@@ -125,6 +185,8 @@ class Agent:
         self, obs: npt.NDArray[np.float32], mask: npt.NDArray[np.integer], state: BeliefState | None
     ) -> tuple[int, BeliefState]:
         """One turn of one conversation: returns the act and the new belief to store."""
+        if self.recurrent:
+            raise ValueError("an RL^2 policy keeps a recurrent state, not a belief; the service serves belief policies")
         if state is None:
             state = BeliefState.prior(max(self.latent_dim, 1))
         if len(state.eta) != max(self.latent_dim, 1):

@@ -15,6 +15,11 @@ state). Minibatches split columns, not steps. The turn limit is part of the MDP 
 carries it), so truncation is treated as the end of the episode.
 
 Config fields, losses (``losses/*``) and charts (``charts/*``) follow CleanRL's layout.
+
+What the policy carries from step to step (the belief's natural parameters here) goes through a
+few hooks (``_initial_carry``, ``_step_inputs``, ``_after_step``, ``_sequence_inputs``), so that
+RL^2 (``metarl_core.rl2``) trains with this same learner; ``iteration`` and ``_fraction_done`` let
+first-order MAML (``metarl_core.maml``) reuse the loop, logging, evaluation, resume and export.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -42,6 +47,21 @@ from metarl_core.networks import ActorCritic, NetworkSpec
 @dataclass
 class TrainConfig:
     """Training configuration (every field can be set from a TOML config file)."""
+
+    VARIANTS: ClassVar[tuple[str, ...]] = ("contextual", "agnostic", "oracle")
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        "total_steps",
+        "num_envs",
+        "rollout_steps",
+        "update_epochs",
+        "minibatches",
+        "latent_dim",
+        "hidden",
+        "eval_every",
+        "eval_episodes",
+        "checkpoint_every",
+        "threads",
+    )
 
     env_id: str = "simulators:simulators/SegmentDialogue-v0"
     """Gymnasium id; ``module:id`` imports the module that registers it."""
@@ -92,21 +112,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         cfg = cls(**data)
-        if cfg.variant not in ("contextual", "agnostic", "oracle"):
-            raise ValueError(f"variant must be contextual, agnostic or oracle, got {cfg.variant!r}")
-        for name in (
-            "total_steps",
-            "num_envs",
-            "rollout_steps",
-            "update_epochs",
-            "minibatches",
-            "latent_dim",
-            "hidden",
-            "eval_every",
-            "eval_episodes",
-            "checkpoint_every",
-            "threads",
-        ):
+        if cfg.variant not in cls.VARIANTS:
+            *rest, last = cls.VARIANTS
+            names = f"{', '.join(rest)} or {last}" if rest else last
+            raise ValueError(f"variant must be {names}, got {cfg.variant!r}")
+        for name in cls.POSITIVE:
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
         if cfg.num_envs % cfg.minibatches:
@@ -116,7 +126,7 @@ class TrainConfig:
 
 @dataclass
 class Rollout:
-    """One rollout, ``(T, B, ...)`` tensors, plus what is carried into it."""
+    """One rollout, ``(T, B, ...)`` tensors, plus the policy's memory carried into it."""
 
     obs: torch.Tensor
     masks: torch.Tensor
@@ -128,8 +138,8 @@ class Rollout:
     dones: torch.Tensor
     labels: torch.Tensor
     tasks: torch.Tensor
-    eta0: torch.Tensor
-    precision0: torch.Tensor
+    carry0: tuple[torch.Tensor, ...]
+    """(eta, precision) of the belief; RL^2's (state, previous act, previous reward)."""
 
 
 ProgressFn = Callable[[int, dict[str, float]], None]
@@ -151,15 +161,7 @@ class Trainer:
         self.info = info
         self.segment_names = self._names(info)
         task_dim = int(np.asarray(info[cfg.task_key]).shape[1]) if cfg.task_key in info else 0
-        self.spec = NetworkSpec(
-            obs_dim=self.obs_dim,
-            n_actions=self.n_actions,
-            variant=cfg.variant,  # type: ignore[arg-type]
-            latent_dim=cfg.latent_dim,
-            hidden=cfg.hidden,
-            task_dim=task_dim if cfg.variant == "oracle" else 0,
-            n_segments=len(self.segment_names) if cfg.variant == "contextual" and cfg.aux_coef > 0 else 0,
-        )
+        self.spec = self._network_spec(task_dim)
         self.model = ActorCritic(self.spec)
         if cfg.variant == "oracle":
             tasks = np.asarray(info[cfg.task_key])
@@ -174,13 +176,23 @@ class Trainer:
         self.update = 0
         self.global_step = 0
         self.wall_time = 0.0
-        z = max(cfg.latent_dim, 1)
-        self.eta = torch.zeros(cfg.num_envs, z)
-        self.precision = torch.ones(cfg.num_envs, z)
+        self.carry = self._initial_carry()
         self.starts = torch.ones(cfg.num_envs, dtype=torch.bool)
         self.history: list[dict[str, float]] = []
         self.recent_returns: list[float] = []
         self.recent_success: list[float] = []
+
+    def _network_spec(self, task_dim: int) -> NetworkSpec:
+        cfg = self.cfg
+        return NetworkSpec(
+            obs_dim=self.obs_dim,
+            n_actions=self.n_actions,
+            variant=cfg.variant,  # type: ignore[arg-type]
+            latent_dim=cfg.latent_dim,
+            hidden=cfg.hidden,
+            task_dim=task_dim if cfg.variant == "oracle" else 0,
+            n_segments=len(self.segment_names) if cfg.variant == "contextual" and cfg.aux_coef > 0 else 0,
+        )
 
     def _names(self, info: dict[str, Any]) -> list[str]:
         """Names of the task labels: the environment's ``task_names`` if it has them, else the
@@ -233,21 +245,55 @@ class Trainer:
         self.starts[:] = True
         return True
 
-    # -- one rollout ---------------------------------------------------------------------------
-    def _step_inputs(
-        self, eta: torch.Tensor, prec: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(obs, mask, task, policy input, eta, precision) of the current step, the belief updated
-        with this step's observation (restarted where a dialogue starts)."""
+    # -- the policy's memory (hooks: RL^2 carries a recurrent state instead) -------------------
+    def _initial_carry(self) -> tuple[torch.Tensor, ...]:
+        """The memory carried from step to step: the belief's natural parameters (the prior)."""
+        z = max(self.cfg.latent_dim, 1)
+        return torch.zeros(self.cfg.num_envs, z), torch.ones(self.cfg.num_envs, z)
+
+    def _observed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(obs, mask, task) of the current step."""
         o = torch.as_tensor(self.obs, dtype=torch.float32)
         mask = torch.as_tensor(self.info["action_mask"], dtype=torch.float32)
         key = self.cfg.task_key
         task = torch.as_tensor(self.info[key], dtype=torch.float32) if key in self.info else torch.zeros(len(o), 1)
+        return o, mask, task
+
+    def _step_inputs(
+        self, carry: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(obs, mask, task, policy input, memory) of the current step, the belief updated with this
+        step's observation (restarted where a dialogue starts)."""
+        o, mask, task = self._observed()
+        eta, prec = carry
         mean = var = None
         if self.model.encoder is not None:
             eta, prec = belief_step(eta, prec, self.starts, *self.model.encoder(o))
             mean, var = posterior(eta, prec)
-        return o, mask, task, self.model.inputs(o, mean, var, task), eta, prec
+        return o, mask, task, self.model.inputs(o, mean, var, task), (eta, prec)
+
+    def _after_step(
+        self, carry: tuple[torch.Tensor, ...], action: torch.Tensor, reward: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The memory once the act is taken and rewarded: the belief needs neither."""
+        return carry
+
+    def _sequence_inputs(self, r: Rollout, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Policy inputs ``(T, |c|, ...)`` of rollout columns ``c`` with the current networks, and the
+        KL and auxiliary segment losses of their beliefs."""
+        mean = var = None
+        kl = torch.zeros(())
+        aux = torch.zeros(())
+        if self.model.encoder is not None:
+            f_mean, f_logvar = self.model.encoder(r.obs[:, c])
+            eta0, precision0 = r.carry0
+            mean, var, _, _ = streaming_posteriors(f_mean, f_logvar, r.starts[:, c], eta0[c], precision0[c])
+            kl = kl_to_standard_normal(mean, var).mean()
+            if self.model.segment_head is not None:
+                aux = F.cross_entropy(self.model.segment_head(mean).flatten(0, 1), r.labels[:, c].flatten())
+        return self.model.inputs(r.obs[:, c], mean, var, r.tasks[:, c]), kl, aux
+
+    # -- one rollout ---------------------------------------------------------------------------
 
     @torch.no_grad()
     def collect(self) -> Rollout:
@@ -256,10 +302,10 @@ class Trainer:
             k: []
             for k in ("obs", "masks", "starts", "actions", "logprobs", "values", "rewards", "dones", "labels", "tasks")
         }
-        eta0, prec0 = self.eta.clone(), self.precision.clone()
-        eta, prec = self.eta, self.precision
+        carry0 = tuple(t.clone() for t in self.carry)
+        carry = self.carry
         for _ in range(steps):
-            o, mask, task, x, eta, prec = self._step_inputs(eta, prec)
+            o, mask, task, x, carry = self._step_inputs(carry)
             logits, value = self.model(x, mask)
             dist = torch.distributions.Categorical(logits=logits)
             action = dist.sample()
@@ -273,35 +319,27 @@ class Trainer:
             buf["tasks"].append(task)
             self.obs, reward, terminated, truncated, self.info = self.envs.step(action.numpy())
             done = np.asarray(terminated | truncated)
+            carry = self._after_step(carry, action, torch.as_tensor(reward, dtype=torch.float32))
             buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
             buf["dones"].append(torch.as_tensor(done, dtype=torch.float32))
             self.starts = torch.as_tensor(done)
             if done.any():
                 self.recent_returns.extend(np.asarray(self.info["episode_return"])[done].tolist())
                 self.recent_success.extend(np.asarray(self.info["success"])[done].astype(float).tolist())
-        self.eta, self.precision = eta, prec
+        self.carry = carry
         self.global_step += steps * b
         stacked = {k: torch.stack(v) for k, v in buf.items()}
-        return Rollout(**stacked, eta0=eta0, precision0=prec0)
+        return Rollout(**stacked, carry0=carry0)
 
     @torch.no_grad()
     def bootstrap_value(self) -> torch.Tensor:
-        """The critic's value of the observation after the rollout (the carried belief is not advanced)."""
-        _, mask, _, x, _, _ = self._step_inputs(self.eta, self.precision)
+        """The critic's value of the observation after the rollout (the carried memory is not advanced)."""
+        _, mask, _, x, _ = self._step_inputs(self.carry)
         return self.model(x, mask)[1]
 
     def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(lambda) advantages and returns."""
-        cfg = self.cfg
-        next_value = self.bootstrap_value()
-        adv = torch.zeros_like(r.rewards)
-        last = torch.zeros(cfg.num_envs)
-        for t in reversed(range(cfg.rollout_steps)):
-            nv = next_value if t == cfg.rollout_steps - 1 else r.values[t + 1]
-            live = 1.0 - r.dones[t]
-            delta = r.rewards[t] + cfg.gamma * nv * live - r.values[t]
-            last = delta + cfg.gamma * cfg.gae_lambda * live * last
-            adv[t] = last
+        adv = gae(r.rewards, r.values, r.dones, self.bootstrap_value(), self.cfg.gamma, self.cfg.gae_lambda)
         return adv, adv + r.values
 
     # -- one update ----------------------------------------------------------------------------
@@ -314,16 +352,7 @@ class Trainer:
             perm = torch.randperm(cfg.num_envs)
             for i in range(cfg.minibatches):
                 c = perm[i * cols : (i + 1) * cols]
-                mean = var = None
-                kl = torch.zeros(())
-                aux = torch.zeros(())
-                if self.model.encoder is not None:
-                    f_mean, f_logvar = self.model.encoder(r.obs[:, c])
-                    mean, var, _, _ = streaming_posteriors(f_mean, f_logvar, r.starts[:, c], r.eta0[c], r.precision0[c])
-                    kl = kl_to_standard_normal(mean, var).mean()
-                    if self.model.segment_head is not None:
-                        aux = F.cross_entropy(self.model.segment_head(mean).flatten(0, 1), r.labels[:, c].flatten())
-                x = self.model.inputs(r.obs[:, c], mean, var, r.tasks[:, c])
+                x, kl, aux = self._sequence_inputs(r, c)
                 logits, value = self.model(x, r.masks[:, c])
                 dist = torch.distributions.Categorical(logits=logits)
                 logp = dist.log_prob(r.actions[:, c])
@@ -367,6 +396,18 @@ class Trainer:
         return {"eval/mean_return": float(rec.returns.mean()), "eval/success_rate": float(rec.success.mean())}
 
     # -- the loop ------------------------------------------------------------------------------
+    def iteration(self) -> dict[str, float]:
+        """One rollout and one PPO update; returns the losses (MAML: one meta-update)."""
+        return self.learn(self.collect())
+
+    def _fraction_done(self) -> float:
+        return self.update / self.n_updates
+
+    @property
+    def planned_steps(self) -> int:
+        """Environment steps the whole run takes."""
+        return self.n_updates * self.batch_steps
+
     def train(self, progress: ProgressFn | None = None, stop_after: int | None = None) -> None:
         """Run (or continue) training; ``stop_after`` ends early after that many updates (tests)."""
         from torch.utils.tensorboard import SummaryWriter
@@ -374,22 +415,22 @@ class Trainer:
         writer = SummaryWriter(str(self.run_dir / "tb"))
         done_here = 0
         try:
-            while self.update < self.n_updates:
+            while self._fraction_done() < 1.0:
                 t0 = time.perf_counter()
+                step0 = self.global_step
                 if self.cfg.anneal_lr:
-                    frac = 1.0 - self.update / self.n_updates
+                    frac = 1.0 - self._fraction_done()
                     self.optimizer.param_groups[0]["lr"] = frac * self.cfg.learning_rate
-                rollout = self.collect()
-                scalars = self.learn(rollout)
+                scalars = self.iteration()
                 self.update += 1
                 done_here += 1
                 self.wall_time += time.perf_counter() - t0
-                scalars["charts/steps_per_s"] = self.batch_steps / max(time.perf_counter() - t0, 1e-9)
+                scalars["charts/steps_per_s"] = (self.global_step - step0) / max(time.perf_counter() - t0, 1e-9)
                 if self.recent_returns:
                     scalars["charts/episode_return"] = float(np.mean(self.recent_returns))
                     scalars["charts/success_rate"] = float(np.mean(self.recent_success))
                     self.recent_returns, self.recent_success = [], []
-                last = self.update == self.n_updates
+                last = self._fraction_done() >= 1.0
                 if self.update % self.cfg.eval_every == 0 or last:
                     t1 = time.perf_counter()
                     scalars.update(self.evaluate())
@@ -433,6 +474,27 @@ class Trainer:
         save_checkpoint(path, self.model, card)
         (Path(path) / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")
         return card
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """GAE(lambda) advantages of ``(T, B)`` steps; ``next_value`` is the value after the last step."""
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    steps = rewards.shape[0]
+    for t in reversed(range(steps)):
+        nv = next_value if t == steps - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nv * live - values[t]
+        last = delta + gamma * lam * live * last
+        adv[t] = last
+    return adv
 
 
 def fit_prototypes(agent: Agent, card: Card, episodes: int, max_turns: int, seed: int) -> None:
