@@ -9,9 +9,10 @@ A turn is one write transaction: it locks the conversation row (``SELECT ... FOR
 PostgreSQL; on SQLite the database write lock, taken at ``BEGIN IMMEDIATE``), replays the stored
 reply of a retried idempotency key, applies the turn to the stored state and writes the state and
 the turn back. The NLU, the slow part of a text turn, runs before that transaction, so writers
-hold the lock only for the policy step and the row writes. On SQLite the writers of one process
-also queue on an in-process lock: SQLite's own busy handler makes waiting writers sleep in steps of
-up to 100 ms, which turned short queues into second-long stalls under load.
+hold the lock only for the policy step and the row writes. On SQLite the writers also queue on
+``db.SqliteWriteQueue`` (threads and worker processes alike): SQLite's own busy handler makes
+waiting writers sleep in steps of up to 100 ms, which turned short queues into second-long stalls
+under load.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +41,21 @@ from dialogue.tracker import ObservationLayout
 from metarl_core.inference import Agent
 
 KEY_PREFIX = "sdk_"
+
+
+# The turn's statements, built once (their compiled form is cached; only parameters change).
+_C, _T = db.CONVERSATIONS, db.TURNS
+_LOCK_CONVERSATION = (
+    select(_C.c.domain, _C.c.state, _C.c.turn_count, _C.c.ended_at)
+    .where(_C.c.id == bindparam("id_"), _C.c.api_key_id == bindparam("client"))
+    .with_for_update()
+)
+_STORED_REPLY = select(_T.c.reply).where(
+    _T.c.conversation_id == bindparam("id_"), _T.c.idempotency_key == bindparam("key")
+)
+_INSERT_TURN = insert(_T)
+_CLIENT_OF_KEY = select(db.ApiKey.id).where(db.ApiKey.key_hash == bindparam("hash"), db.ApiKey.revoked.is_(False))
+_UPDATE_CONVERSATION = update(_C).where(_C.c.id == bindparam("id_"))
 
 
 class ServiceError(Exception):
@@ -81,12 +96,14 @@ class Runtime:
     nlu: NLU
     reads: sessionmaker = field(init=False)
     writes: sessionmaker = field(init=False)
-    _write_lock: threading.Lock | None = field(init=False)
+    _writer: Engine = field(init=False)
+    _write_queue: db.SqliteWriteQueue | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.reads = db.session_factory(self.engine)
-        self.writes = db.session_factory(db.writer(self.engine))
-        self._write_lock = threading.Lock() if self.settings.is_sqlite else None
+        self._writer = db.writer(self.engine)
+        self.writes = db.session_factory(self._writer)
+        self._write_queue = db.SqliteWriteQueue(self.settings.database_url) if self.settings.is_sqlite else None
 
     @classmethod
     def open(cls, settings: Settings, agent: Agent | None = None) -> Runtime:
@@ -104,22 +121,27 @@ class Runtime:
         return cls(settings, engine, agent, nlu)
 
     def close(self) -> None:
+        if self._write_queue is not None:
+            self._write_queue.close()
         self.engine.dispose()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction's session (SQLite: queued on the process's write lock)."""
-        lock = self._write_lock or contextlib.nullcontext()
-        with lock, self.writes() as session:
+        """A write transaction's ORM session (SQLite: queued on the process's write lock)."""
+        with self._write_queue or contextlib.nullcontext(), self.writes() as session:
             yield session
+
+    @contextlib.contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A write transaction on a Core connection, committed at the end unless an error escapes."""
+        with self._write_queue or contextlib.nullcontext(), self._writer.begin() as conn:
+            yield conn
 
     # -- clients -------------------------------------------------------------------------------
     def client_of(self, key: str) -> int | None:
         """The client id of an API key, or None when it is unknown or revoked."""
-        with self.reads() as session:
-            return session.scalar(
-                select(db.ApiKey.id).where(db.ApiKey.key_hash == hash_key(key), db.ApiKey.revoked.is_(False))
-            )
+        with self.engine.connect() as conn:
+            return conn.execute(_CLIENT_OF_KEY, {"hash": hash_key(key)}).scalar_one_or_none()
 
     def client_named(self, name: str) -> int:
         """The id of an in-process client (e.g. the Rasa action server), created on first use.
@@ -193,14 +215,16 @@ class Runtime:
             with self.reads() as session:
                 domain_name = _owned(session, conversation_id, client_id).domain
             acts, _, register = self.nlu.read(body.text, domain_name)
-        with self.write() as session:
-            conv = _owned(session, conversation_id, client_id, lock=True)
+        # Compiled Core statements rather than the ORM: this is the hot path, and a unit-of-work
+        # flush cost more than the policy step.
+        with self.write_connection() as conn:
+            conv = conn.execute(_LOCK_CONVERSATION, {"id_": conversation_id, "client": client_id}).one_or_none()
+            if conv is None:
+                raise ServiceError(404, f"no conversation {conversation_id}")
             if body.idempotency_key:
-                stored = session.scalar(
-                    select(db.Turn.reply).where(
-                        db.Turn.conversation_id == conv.id, db.Turn.idempotency_key == body.idempotency_key
-                    )
-                )
+                stored = conn.execute(
+                    _STORED_REPLY, {"id_": conversation_id, "key": body.idempotency_key}
+                ).scalar_one_or_none()
                 if stored is not None:
                     return TurnResult(ReplyOut(**stored), replayed=True)
             if conv.ended_at is not None:
@@ -215,7 +239,7 @@ class Runtime:
             segment = max(probs, key=lambda s: probs[s], default=None)
             confidence = probs[segment] if segment else None
             out = ReplyOut(
-                conversation_id=conv.id,
+                conversation_id=conversation_id,
                 turn_index=conv.turn_count,
                 system_act=reply.system_act,
                 system_slot=reply.system_slot,
@@ -228,32 +252,39 @@ class Runtime:
                 ended=reply.ended,
             )
             now = datetime.now(UTC)
-            session.add(
-                db.Turn(
-                    conversation_id=conv.id,
-                    turn_index=conv.turn_count,
-                    idempotency_key=body.idempotency_key,
-                    user_text=body.text,
-                    user_acts=acts,
-                    system_act=reply.system_act,
-                    system_slot=reply.system_slot,
-                    system_text=reply.system_text,
-                    belief=reply.belief.to_dict(),
-                    segment_probabilities=probs,
-                    reply=out.model_dump(),
-                    latency_ms=1000 * (time.perf_counter() - started),
-                )
-            )
-            conv.state = reply.state
-            conv.turn_count += 1
-            conv.segment, conv.confidence, conv.updated_at = segment, confidence, now
-            if reply.ended:
-                conv.ended_at = now
             try:
-                session.commit()
+                conn.execute(
+                    _INSERT_TURN,
+                    {
+                        "conversation_id": conversation_id,
+                        "turn_index": conv.turn_count,
+                        "idempotency_key": body.idempotency_key,
+                        "user_text": body.text,
+                        "user_acts": acts,
+                        "system_act": reply.system_act,
+                        "system_slot": reply.system_slot,
+                        "system_text": reply.system_text,
+                        "belief": reply.belief.to_dict(),
+                        "segment_probabilities": probs,
+                        "reply": out.model_dump(),
+                        "latency_ms": 1000 * (time.perf_counter() - started),
+                        "created_at": now,
+                    },
+                )
             except IntegrityError as e:  # a concurrent request with the same key won the race
-                session.rollback()
                 raise ServiceError(409, "a concurrent turn on this conversation was stored first; retry") from e
+            conn.execute(
+                _UPDATE_CONVERSATION,
+                {
+                    "id_": conversation_id,
+                    "state": reply.state,
+                    "turn_count": conv.turn_count + 1,
+                    "segment": segment,
+                    "confidence": confidence,
+                    "updated_at": now,
+                    "ended_at": now if reply.ended else None,
+                },
+            )
         return TurnResult(out, replayed=False)
 
     def end_conversation(

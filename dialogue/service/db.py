@@ -8,10 +8,13 @@ stored reply, and two concurrent turns can never get the same index.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -25,12 +28,13 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 
@@ -100,6 +104,10 @@ class Turn(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="turns")
 
 
+# The tables, for Core statements on the hot path (the turn).
+CONVERSATIONS = cast(Table, Conversation.__table__)
+TURNS = cast(Table, Turn.__table__)
+
 WRITER = "segdial_writer"  # execution option of the engine that write transactions use
 
 
@@ -130,6 +138,44 @@ def writer(engine: Engine) -> Engine:
     """The same engine (same pool) for write transactions: SQLite takes its write lock at BEGIN, so
     a read-then-write transaction never fails to upgrade its lock; PostgreSQL is unchanged."""
     return engine.execution_options(**{WRITER: True})
+
+
+class SqliteWriteQueue:
+    """Queues the writers of one SQLite database: threads on a lock, processes on ``flock``.
+
+    SQLite's own busy handler makes a waiting writer sleep (1, 2, 5, ... up to 100 ms) and retry,
+    which turns a short queue into long stalls. Here a waiting writer blocks in the kernel and
+    wakes the moment the lock is free, whether the holder is a thread of this process or another
+    worker process on the same file. ``BEGIN IMMEDIATE`` (and its busy timeout) stays the safety net
+    for writers that do not use this queue (the CLI, migrations).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._threads = threading.Lock()
+        database = make_url(url).database
+        self._path = f"{database}.writelock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        if self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -4,7 +4,7 @@
 ``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_NLU_PATH`` (default:
 the shipped ``models/nlu``), ``SEGDIAL_HOST``,
 ``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``, ``SEGDIAL_MAX_TURNS``,
-``SEGDIAL_TORCH_THREADS``, ``SEGDIAL_WORKER_THREADS``.
+``SEGDIAL_TORCH_THREADS``, ``SEGDIAL_WORKER_THREADS``, ``SEGDIAL_WORKERS``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_turns: int = 20
     torch_threads: int = 1  # one per worker: more oversubscribes small models under load
     worker_threads: int = 8  # threads serving sync routes (database and model work)
+    workers: int = 1  # uvicorn worker processes (`segdial serve`); each loads the policy and the NLU
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,131 @@
+"""`segdial serve` as real processes: several uvicorn workers on one SQLite file, and bad settings.
+
+Two worker processes share the embedded SQLite database (their writers queue on
+``db.SqliteWriteQueue``, a file lock across processes). Concurrent turns on many conversations must
+succeed or be refused cleanly, and leave every conversation's turn indexes contiguous.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from dialogue.service import db
+from dialogue.service.conversations import create_key
+
+SEGDIAL = [sys.executable, "-m", "segdial.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """`segdial serve` with SEGDIAL_WORKERS=2 on a fresh SQLite file: (base URL, API key, database URL)."""
+    url = f"sqlite:///{tmp_path / 'segdial.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with db.session_factory(engine)() as session:
+        key = create_key(session, "two workers")
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SEGDIAL_DATABASE_URL": url,
+        "SEGDIAL_PORT": str(port),
+        "SEGDIAL_WORKERS": "2",
+        "SEGDIAL_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([*SEGDIAL, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"segdial serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("segdial serve with two workers did not become ready in 120 s")
+            time.sleep(0.3)
+        yield base, key, url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_two_worker_processes_on_one_sqlite_file_lose_no_turn(two_workers: tuple[str, str, str]) -> None:
+    base, key, url = two_workers
+    headers = {"X-API-Key": key}
+    inform = {"acts": [{"act": "inform", "slot": "area", "value": "north"}]}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        ids = [client.post("/v1/conversations", json={}).json()["id"] for _ in range(8)]
+
+        def talk(conversation_id: str) -> list[int]:
+            statuses = []
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as own:
+                for _ in range(6):  # fresh connections spread the requests over both workers
+                    r = own.post(f"/v1/conversations/{conversation_id}/turns", json=inform)
+                    statuses.append(r.status_code)
+                    if r.status_code != 200 or r.json()["ended"]:
+                        break
+            return statuses
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(talk, ids * 2))  # two clients per conversation, at once
+    statuses = [s for r in results for s in r]
+    # A turn that lost the race for its conversation's row may be refused with 409; none may fail.
+    assert set(statuses) <= {200, 409}, statuses
+    assert statuses.count(200) >= len(ids), statuses
+    engine = db.make_engine(url)
+    try:
+        with db.session_factory(engine)() as session:
+            for cid in ids:
+                indexes = session.scalars(
+                    select(db.Turn.turn_index).where(db.Turn.conversation_id == cid).order_by(db.Turn.turn_index)
+                ).all()
+                count = session.scalar(select(db.Conversation.turn_count).where(db.Conversation.id == cid))
+                assert list(indexes) == list(range(len(indexes))), (cid, indexes)
+                assert count == len(indexes)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("SEGDIAL_PORT", "eighty", "error: bad setting: SEGDIAL_PORT: Input should be a valid integer"),
+        ("SEGDIAL_WORKERS", "0", "error: SEGDIAL_WORKERS must be at least 1, got 0"),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line(
+    setting: str,
+    value: str,
+    message: str,
+    tmp_path: Path,
+    run_cli: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(setting, value)
+    code, out, err = run_cli(f"sqlite:///{tmp_path / 'x.db'}", "serve")
+    assert code == 2 and out == ""
+    assert err.startswith(message) and err.count("\n") == 1, err
