@@ -1,11 +1,14 @@
-"""Shared plumbing of the benchmark scripts: arguments, the JSON file, the machine description."""
+"""Shared plumbing of the benchmark scripts: arguments, the JSON file, the machine description, and a
+small keep-alive HTTP client for load generation."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REQUEST_TIMEOUT = 10.0  # seconds; a request that takes longer counts as an error (status 0)
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -51,3 +55,58 @@ def check_line(name: str, ok: bool, detail: str) -> dict[str, Any]:
     """Print a PASS/FAIL line for a bar and return it as a JSON record."""
     print(f"[{'PASS' if ok else 'FAIL'}] {name}: {detail}")
     return {"name": name, "pass": bool(ok), "detail": detail}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams (httpx could not generate the load)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, key: str = ""
+    ) -> tuple[int, Any]:
+        try:
+            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
+        except (ConnectionError, asyncio.IncompleteReadError):  # the server closed a kept-alive connection
+            self.writer = None
+            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
+        except TimeoutError:
+            self.close()
+            return 0, None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = None
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> tuple[int, Any]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nX-API-Key: {key}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + payload)
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        try:
+            return status, json.loads(data) if data else None
+        except json.JSONDecodeError:  # an error page in plain text
+            return status, data.decode(errors="replace")

@@ -1,6 +1,7 @@
 """Service latency under open-loop load: act turns and text turns, SQLite and PostgreSQL.
 
-The server runs as its own process (`segdial serve`, one uvicorn worker). This script is the load
+The server runs as its own process (`segdial serve`; `--workers N` uvicorn workers, default 2, one
+per core, each with one torch thread). This script is the load
 generator: simulated users of every segment hold 50 concurrent conversations over real HTTP on
 loopback, and their turns are sent at a fixed offered rate (open loop: a turn's send time does
 not wait for earlier replies, only for its own conversation's previous reply). The rate grows in
@@ -10,15 +11,13 @@ measured in the same run at the same offered rates, as the floor of the HTTP sta
 Bars on this 2-core machine: act turns p99 <= 25 ms at 200 turns/s offered and a peak of
 >= 400 act turns/s; text turns p99 <= 60 ms at 30 turns/s offered.
 
-Usage: python bench/service_latency.py [--quick] [--json PATH] [--databases sqlite,postgresql]
+Usage: python bench/service_latency.py [--quick] [--json PATH] [--databases sqlite,postgresql] [--workers N]
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import numpy as np
-from common import check_line, parser, write_json
+from common import Connection, check_line, free_port, parser, write_json
 from sqlalchemy import create_engine, text
 
 from dialogue.acts import SystemAct
@@ -42,13 +41,6 @@ SEGDIAL = str(ROOT / ".venv" / "bin" / "segdial") if (ROOT / ".venv" / "bin" / "
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/segdial_bench"
 CONVERSATIONS = 50
-REQUEST_TIMEOUT = 10.0  # seconds; a request that takes longer counts as an error (status 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fresh_database(kind: str, folder: str) -> str:
@@ -65,10 +57,11 @@ def fresh_database(kind: str, folder: str) -> str:
 class Server:
     """`segdial serve` in its own process on a free port."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, workers: int = 1) -> None:
         self.port = free_port()
         self.env = {
             **os.environ,
+            "SEGDIAL_WORKERS": str(workers),
             "SEGDIAL_DATABASE_URL": url,
             "SEGDIAL_PORT": str(self.port),
             "SEGDIAL_LOG_LEVEL": "warning",
@@ -139,54 +132,6 @@ class SimulatedUser:
         """Step the user with the system's act; False when the dialogue is over."""
         _, _, terminated, truncated, self.info = self.env.step(SystemAct[system_act.upper()])
         return not (terminated or truncated)
-
-
-class Connection:
-    """A minimal keep-alive HTTP/1.1 client on asyncio streams (httpx could not generate the load)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, key: str = ""
-    ) -> tuple[int, Any]:
-        try:
-            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
-        except (ConnectionError, asyncio.IncompleteReadError):  # the server closed a kept-alive connection
-            self.writer = None
-            return await asyncio.wait_for(self._request(method, path, body, key), REQUEST_TIMEOUT)
-        except TimeoutError:
-            self.close()
-            return 0, None
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.writer = None
-
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None, key: str) -> tuple[int, Any]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nX-API-Key: {key}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + payload)
-        status = int((await self.reader.readline()).split()[1])
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        data = await self.reader.readexactly(length)
-        try:
-            return status, json.loads(data) if data else None
-        except json.JSONDecodeError:  # an error page in plain text
-            return status, data.decode(errors="replace")
 
 
 async def run_step(
@@ -270,6 +215,7 @@ async def ramp(server: Server, rates: list[float], seconds: float, with_text: bo
 def main() -> None:
     p = parser("service_latency", __doc__.splitlines()[0])
     p.add_argument("--databases", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes of the server (SEGDIAL_WORKERS)")
     args = p.parse_args()
     seconds = 2.0 if args.quick else 6.0
     act_rates = [50, 100, 200, 300, 400, 500, 600, 800]
@@ -279,7 +225,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.databases.split(","):
             print(f"{kind}:")
-            server = Server(fresh_database(kind, folder))
+            server = Server(fresh_database(kind, folder), args.workers)
             try:
                 act = asyncio.run(ramp(server, act_rates, seconds, with_text=False))
                 text_rows = asyncio.run(ramp(server, text_rates, seconds, with_text=True))
@@ -314,6 +260,7 @@ def main() -> None:
             "checks": checks,
             "seconds_per_step": seconds,
             "conversations": CONVERSATIONS,
+            "workers": args.workers,
             "quick": args.quick,
         },
     )

@@ -1,0 +1,194 @@
+"""Where the Rasa actions send turns: segdial's service layer in this process, or its HTTP API.
+
+In-process (the default) the action server holds one ``Runtime`` (database, policy, NLU), loaded
+once per process, and is a client of its own (``SEGDIAL_RASA_CLIENT``, default ``rasa``). With
+``SEGDIAL_API_URL`` and ``SEGDIAL_API_KEY`` set, the same calls go to a running ``segdial serve``.
+
+Both map Rasa's ``sender_id`` to a segdial conversation the same way: the conversation id the
+actions stored in the ``segdial_conversation_id`` slot; failing that (in-process) the sender's
+newest open conversation; failing that a new conversation with ``client_user_ref=sender_id``. A
+conversation that has ended (the user said goodbye, or segdial closed it) is followed by a new
+one on the sender's next message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Protocol
+
+import httpx
+import torch
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dialogue.domain import Domain, load_domain
+from dialogue.service.conversations import Runtime, ServiceError
+from dialogue.service.schemas import EndIn, ReplyOut, TurnIn
+from dialogue.service.settings import Settings
+from dialogue.tracker import ObservationLayout
+
+
+class ActionSettings(BaseSettings):
+    """Settings of the action server (``SEGDIAL_*``; the in-process mode also reads the service's ``Settings``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGDIAL_")
+
+    api_url: str | None = None  # HTTP mode: the segdial API's base URL, e.g. http://api:8000
+    api_key: str | None = None  # HTTP mode: an API key from `segdial keys create`
+    api_timeout: float = 10.0  # HTTP mode: seconds per request
+    rasa_domain: str = "restaurant"  # the segdial domain of the assistant's conversations
+    rasa_client: str = "rasa"  # in-process mode: the client name the conversations are stored under
+
+
+class BackendUnavailableError(RuntimeError):
+    """segdial could not be reached or refused the action server itself (not the user's message)."""
+
+
+class Backend(Protocol):
+    """The conversation calls the actions need."""
+
+    domain: Domain
+    max_text_chars: int  # the service's limit on a turn's text
+
+    async def start(self, sender_id: str) -> str: ...
+
+    async def open_conversation(self, sender_id: str) -> str | None: ...
+
+    async def turn(self, conversation_id: str, body: TurnIn) -> ReplyOut: ...
+
+    async def has_ended(self, conversation_id: str) -> bool: ...
+
+    async def end(self, conversation_id: str, end: EndIn) -> None: ...
+
+
+class InProcessBackend:
+    """The service layer in this process (``Runtime``); calls run on the event loop's thread."""
+
+    def __init__(self, runtime: Runtime, client_name: str, domain: Domain) -> None:
+        self.runtime = runtime
+        self.client_id = runtime.client_named(client_name)
+        self.domain = domain
+        self.max_text_chars = runtime.settings.max_text_chars
+
+    async def start(self, sender_id: str) -> str:
+        return self.runtime.start_conversation(self.client_id, self.domain.name, sender_id)
+
+    async def open_conversation(self, sender_id: str) -> str | None:
+        return self.runtime.open_conversation_of(self.client_id, sender_id)
+
+    async def turn(self, conversation_id: str, body: TurnIn) -> ReplyOut:
+        return self.runtime.user_turn(self.client_id, conversation_id, body).reply
+
+    async def has_ended(self, conversation_id: str) -> bool:
+        return self.runtime.conversation(self.client_id, conversation_id)["ended_at"] is not None
+
+    async def end(self, conversation_id: str, end: EndIn) -> None:
+        self.runtime.end_conversation(self.client_id, conversation_id, end.outcome, end.rating)
+
+
+class HttpBackend:
+    """segdial's HTTP API (``POST /v1/conversations``, ``.../turns``, ``.../end``) with one API key."""
+
+    def __init__(self, url: str, key: str, domain: Domain, timeout: float, max_text_chars: int) -> None:
+        self.url = url.rstrip("/")
+        self.key = key
+        self.domain = domain
+        self.max_text_chars = max_text_chars  # the API's limit, when it runs with the same settings
+        self.timeout = timeout
+        self._clients: dict[int, httpx.AsyncClient] = {}  # one per event loop (a client is bound to its loop)
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._clients:
+            self._clients[loop] = httpx.AsyncClient(
+                base_url=self.url, headers={"X-API-Key": self.key}, timeout=self.timeout
+            )
+        return self._clients[loop]
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            r = await self._client().request(method, path, json=body)
+        except httpx.HTTPError as e:
+            raise BackendUnavailableError(f"segdial API at {self.url} is unreachable: {type(e).__name__}: {e}") from e
+        if r.status_code in (401, 403) or r.status_code >= 500:
+            raise BackendUnavailableError(f"segdial API at {self.url} answered {r.status_code}: {_detail(r)}")
+        if r.status_code >= 400:
+            raise ServiceError(r.status_code, _detail(r))
+        return r.json()
+
+    async def start(self, sender_id: str) -> str:
+        created = await self._call(
+            "POST", "/v1/conversations", {"client_user_ref": sender_id, "domain": self.domain.name}
+        )
+        return str(created["id"])
+
+    async def open_conversation(self, sender_id: str) -> str | None:
+        return None  # the API has no lookup by client_user_ref: the conversation slot carries the id
+
+    async def turn(self, conversation_id: str, body: TurnIn) -> ReplyOut:
+        return ReplyOut(
+            **await self._call("POST", f"/v1/conversations/{conversation_id}/turns", body.model_dump(mode="json"))
+        )
+
+    async def has_ended(self, conversation_id: str) -> bool:
+        return (await self._call("GET", f"/v1/conversations/{conversation_id}"))["ended_at"] is not None
+
+    async def end(self, conversation_id: str, end: EndIn) -> None:
+        await self._call("POST", f"/v1/conversations/{conversation_id}/end", end.model_dump())
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        detail = r.json().get("detail", r.text)
+    except (ValueError, AttributeError):
+        detail = r.text
+    return detail if isinstance(detail, str) else str(detail)
+
+
+async def take_turn(backend: Backend, sender_id: str, known: str | None, body: TurnIn) -> tuple[str, ReplyOut]:
+    """Send one turn of ``sender_id`` (``known``: the conversation slot); returns the conversation id and the reply."""
+    conversation_id = known or await backend.open_conversation(sender_id) or await backend.start(sender_id)
+    try:
+        return conversation_id, await backend.turn(conversation_id, body)
+    except ServiceError as e:
+        # A conversation that ended (or that this client cannot see) is followed by a new one.
+        if e.status == 404 or (e.status == 409 and await backend.has_ended(conversation_id)):
+            conversation_id = await backend.start(sender_id)
+            return conversation_id, await backend.turn(conversation_id, body)
+        raise
+
+
+async def end_conversation(backend: Backend, sender_id: str, known: str | None, end: EndIn) -> str | None:
+    """Record the outcome of the sender's conversation; returns its id (None when there was none)."""
+    conversation_id = known or await backend.open_conversation(sender_id)
+    if conversation_id is None:
+        return None
+    try:
+        await backend.end(conversation_id, end)
+    except ServiceError as e:
+        if e.status != 409:  # 409: the outcome was recorded already (a retried call)
+            raise
+    return conversation_id
+
+
+def open_backend(settings: ActionSettings | None = None, service: Settings | None = None) -> Backend:
+    """The backend the settings ask for (loads the policy and NLU in-process: a few seconds)."""
+    settings = settings or ActionSettings()
+    service = service or Settings()
+    domain = load_domain(settings.rasa_domain)
+    if settings.api_url:
+        if not settings.api_key:
+            raise BackendUnavailableError("SEGDIAL_API_URL is set but SEGDIAL_API_KEY is not: the API needs a key")
+        return HttpBackend(settings.api_url, settings.api_key, domain, settings.api_timeout, service.max_text_chars)
+    torch.set_num_threads(service.torch_threads)
+    runtime = Runtime.open(service)
+    if ObservationLayout(domain.n_slots).size != runtime.agent.spec.obs_dim:
+        runtime.close()
+        raise BackendUnavailableError(f"the policy at {service.model_path} does not serve domain {domain.name!r}")
+    return InProcessBackend(runtime, settings.rasa_client, domain)
+
+
+@functools.cache
+def backend() -> Backend:
+    """The process's backend, opened on first use (the actions are built by rasa-sdk without arguments)."""
+    return open_backend()

@@ -1,0 +1,117 @@
+"""The action server that ``segdial actions`` runs: rasa-sdk's webhook app, in one process.
+
+It is rasa-sdk's own Sanic app (``POST /webhook``, ``GET /health``, ``GET /actions``) with the
+segdial actions registered, plus what the stock server lacks: a malformed body (not JSON, not an
+object, no action name, no tracker with a sender id) gets a JSON 400 instead of a 500, and an
+unreachable segdial API (HTTP mode) a JSON 502. The backend (policy, NLU, database) is opened
+before the port is bound, so ``/health`` answers only when the server can take turns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Collection
+from typing import Any
+
+from pydantic import ValidationError
+from rasa_sdk.endpoint import create_app
+from rasa_sdk.executor import ActionExecutor
+from sanic import Sanic, response
+from sanic.exceptions import BadRequest
+from sanic.request import Request
+from sqlalchemy.exc import SQLAlchemyError
+
+from dialogue.domain import DomainError
+from dialogue.nlu import NLUError
+from dialogue.rasa.backends import BackendUnavailableError, backend
+from dialogue.service.db import SchemaError
+from metarl_core.inference import CheckpointError
+
+ACTIONS_MODULE = "dialogue.rasa_actions"
+
+
+class ActionServerError(RuntimeError):
+    """The action server cannot start; the message says why in one line."""
+
+
+def webhook_problem(call: Any, known_actions: Collection[str]) -> str | None:
+    """What is wrong with a webhook body (None when rasa-sdk can run it; an unknown action is its 404)."""
+    if not isinstance(call, dict):
+        return "the body must be a JSON object (Rasa's action call)"
+    name = call.get("next_action")
+    if not isinstance(name, str) or not name:
+        return "next_action must name the action to run"
+    if name not in known_actions:
+        return None
+    tracker = call.get("tracker")
+    if not isinstance(tracker, dict):
+        return "tracker must be an object (Rasa's tracker state)"
+    if not isinstance(tracker.get("sender_id"), str):
+        return "tracker.sender_id must be a string"
+    if not isinstance(call.get("domain", {}), dict | None):
+        return "domain must be an object"
+    return None
+
+
+def create_server(executor: ActionExecutor) -> Sanic:
+    """rasa-sdk's webhook app for ``executor``, with 400s for malformed bodies and 502s for an unreachable API."""
+    app = create_app(executor, cors_origins=None)
+
+    @app.on_request
+    async def check_webhook_body(request: Request) -> response.HTTPResponse | None:
+        if request.method != "POST" or request.path != "/webhook":
+            return None
+        try:
+            if request.headers.get("Content-Encoding") == "deflate":
+                call = json.loads(zlib.decompress(request.body))
+            else:
+                call = request.json
+        except (BadRequest, zlib.error, ValueError):
+            return response.json({"error": "the body is not valid JSON"}, status=400)
+        problem = webhook_problem(call, executor.actions)
+        if problem is None:
+            return None
+        name = call.get("next_action") if isinstance(call, dict) else None
+        return response.json({"error": problem, "action_name": name}, status=400)
+
+    @app.exception(BackendUnavailableError)
+    async def unavailable(request: Request, exception: BackendUnavailableError) -> response.HTTPResponse:
+        return response.json({"error": str(exception)}, status=502)
+
+    return app
+
+
+def prepare(actions_module: str = ACTIONS_MODULE) -> ActionExecutor:
+    """Open the backend (policy, NLU, database or API settings) and register the actions.
+
+    Raises ActionServerError with a one-line reason when the settings do not work.
+    """
+    try:
+        backend()
+    except (
+        BackendUnavailableError,
+        CheckpointError,
+        DomainError,
+        NLUError,
+        SchemaError,
+        SQLAlchemyError,
+        ValidationError,
+        OSError,
+    ) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ActionServerError(f"cannot open segdial for the actions: {first}") from e
+    executor = ActionExecutor()
+    executor.register_package(actions_module)
+    return executor
+
+
+def serve(host: str, port: int, log_level: str = "warning") -> None:
+    """Run the action server in this process until it is stopped (SIGINT/SIGTERM)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_server(prepare())
+    try:
+        app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise ActionServerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
