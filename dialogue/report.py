@@ -122,8 +122,13 @@ def _overview(ov: dict[str, Any]) -> str:
     sim = f", {ov['simulated']:,} of them simulated users" if ov["simulated"] else ""
     return (
         f"<p><strong>{ov['conversations']:,}</strong> conversations with {ov['user_turns']:,} user turns{sim}, "
-        f"from {_e(ov['first'])} to {_e(ov['last'])}.</p>"
+        f"from {_e(_minute(ov['first']))} to {_e(_minute(ov['last']))} UTC.</p>"
     )
+
+
+def _minute(iso: str) -> str:
+    """``2025-01-31T12:34:56.789+00:00`` -> ``2025-01-31 12:34``."""
+    return iso[:16].replace("T", " ")
 
 
 def _mix_section(mix: dict[str, Any]) -> str:
@@ -137,7 +142,7 @@ def _mix_section(mix: dict[str, Any]) -> str:
             bottom += vals
         step = max(1, len(x) // 12)
         ax.set_xticks(x[::step])
-        ax.set_xticklabels([b[5:16].replace("T", " ") for b in mix["buckets"][::step]], rotation=30, fontsize=8)
+        ax.set_xticklabels([_minute(b)[5:] for b in mix["buckets"][::step]], rotation=30, fontsize=8)
         ax.set_ylabel(f"conversations per {mix['bucket']}")
         ax.set_title("segment mix over time (inferred segment of each conversation)")
         ax.legend()
