@@ -366,6 +366,67 @@ def _print_adaptation(results: dict[str, Any]) -> None:
 
 
 @app.command()
+def compare(
+    config: Annotated[Path, typer.Option(help="TOML comparison config (see configs/compare.toml).")] = Path(
+        "configs/compare.toml"
+    ),
+    quick: Annotated[bool, typer.Option("--quick", help="Lay the config's [quick] table over it: a tiny run.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Runs, checkpoints and finished jobs (default: runs/compare[-quick]); run again to resume."),
+    ] = None,
+    json_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Figures to write; NAME.md and two PNGs go next to it (default: OUT/compare.json)."
+        ),
+    ] = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the config's).")] = None,
+) -> None:
+    """Compare meta-RL methods on the same users, one budget and the same seeds.
+
+    Contextual, RL^2, first-order MAML, segment-agnostic and oracle policies are trained for every
+    seed, then measured within one conversation, few-shot on held-out segments and for sample
+    efficiency, next to hand-written policies. A killed run keeps its finished jobs and resumes.
+    """
+    from metarl_core.compare import CompareConfig, markdown, run_comparison, write_outputs
+
+    if not config.is_file():
+        fail(f"no config file at {config}")
+    if jobs is not None and jobs < 1:
+        fail(f"--jobs must be positive, got {jobs}")
+    try:
+        cfg = CompareConfig.from_toml(tomllib.loads(config.read_text()), quick=quick)
+        cfg.jobs = jobs or cfg.jobs
+        unknown = [s for s in [*cfg.held_in, *cfg.held_out] if s not in PROFILES]
+        if unknown:
+            raise ValueError(f"unknown segment {unknown[0]!r}; known: {', '.join(PROFILES)}")
+        layout = ObservationLayout(load_domain(str(cfg.env_kwargs.get("domain", "restaurant"))).n_slots)
+    except (tomllib.TOMLDecodeError, ValueError, TypeError, DomainError) as e:
+        fail(f"{config}: {e}")
+    out = out or Path("runs") / ("compare-quick" if quick else "compare")
+
+    def reference(policy: Policy) -> Any:
+        return lambda kwargs, n, seed: run_dialogues(policy, n, seed=seed, **kwargs).summary()
+
+    references = {
+        "compromise": reference(make_policy("compromise", layout)),
+        "rule oracle": reference(make_policy("oracle", layout)),
+    }
+    with _progress("comparing") as bar:
+        task = bar.add_task("compare", total=None, status="")
+        summary = run_comparison(
+            cfg,
+            out,
+            references,
+            lambda done, total, status: bar.update(task, completed=done, total=total, status=status),
+        )
+    paths = write_outputs(summary, json_path or out / "compare.json")
+    console.print(markdown(summary), markup=False, highlight=False)
+    console.print(f"figures written to {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
 def report(
     out: Annotated[Path, typer.Option(help="Folder for report.html (self-contained) and figures.json.")],
     db: Annotated[

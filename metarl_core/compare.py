@@ -1,0 +1,638 @@
+"""The method comparison: every method on the same users, with one budget and the same seeds.
+
+Methods (``METHODS``): ``contextual`` (belief encoder), ``agnostic`` (no latent) and ``oracle``
+(true user parameters) with the core's PPO trainer, ``rl2`` (``metarl_core.rl2``) and ``fomaml``
+(``metarl_core.maml``). Hand-written policies come in as ``references``: callables the composition
+root builds, since ``metarl_core`` knows no simulator.
+
+One job is one method and one seed: train for ``budget_steps`` environment steps (resumable),
+export the checkpoint, then measure it the same way as every other job:
+
+- within one conversation (a new user, no prior data): return, success and, where the policy has a
+  read-out, identification accuracy, per task set (held-in and held-out segments);
+- few-shot on each held-out task set: the return of a new conversation after K earlier ones
+  (``metarl_core.fewshot``; how each method uses them is ``METHODS[m].fewshot``);
+- sample efficiency: the greedy return on the training mix against environment steps (the
+  trainer's periodic evaluation, plus one before training).
+
+Every finished job is written to ``OUT/jobs/METHOD-seedS.json``; running the comparison again
+skips those and resumes unfinished training from its saved state. Jobs run in ``jobs`` spawned
+worker processes with one torch thread each. ``summarise`` then gives mean +- std over seeds,
+the steps each method needs to reach ``efficiency_fraction`` (90%) of the oracle's return, the
+ratios against the contextual method (bars: FO-MAML >= 5x, RL^2 >= 2x its steps), and wall times.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from metarl_core.adaptation import evaluate_adaptation
+from metarl_core.fewshot import How, fewshot_returns
+from metarl_core.inference import Agent
+from metarl_core.maml import MAMLConfig, MAMLTrainer
+from metarl_core.ppo import TrainConfig, Trainer
+from metarl_core.rl2 import RL2Config, RL2Trainer
+
+
+class Method(NamedTuple):
+    """How a method is trained and how it uses K earlier conversations."""
+
+    config: type[TrainConfig]
+    trainer: type[Trainer]
+    variant: str
+    fewshot: How
+    label: str
+
+
+METHODS: dict[str, Method] = {
+    "contextual": Method(TrainConfig, Trainer, "contextual", "context", "contextual (belief, PPO)"),
+    "agnostic": Method(TrainConfig, Trainer, "agnostic", "gradient", "segment-agnostic (PPO)"),
+    "oracle": Method(TrainConfig, Trainer, "oracle", "none", "oracle (true user parameters)"),
+    "rl2": Method(RL2Config, RL2Trainer, "rl2", "context", "RL^2 (GRU, PPO)"),
+    "fomaml": Method(MAMLConfig, MAMLTrainer, "agnostic", "gradient", "FO-MAML"),
+}
+EVAL_SEED = 777  # the same users for every method and seed
+
+
+@dataclass
+class CompareConfig:
+    """The comparison (a TOML file: these keys at the top, ``[train]``, ``[method.NAME]`` and a
+    ``[quick]`` table that ``--quick`` lays over the rest)."""
+
+    budget_steps: int = 2_000_000
+    """Environment steps every method trains for."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    jobs: int = 2
+    """Worker processes (one job = one method and one seed)."""
+    held_out: list[str] = field(default_factory=list)
+    """Task sets never trained on (evaluated within one conversation and few-shot)."""
+    eval_episodes: int = 2000
+    """Conversations per task set, within one conversation."""
+    fewshot_k: list[int] = field(default_factory=lambda: [0, 1, 5, 20])
+    fewshot_episodes: int = 1000
+    fewshot_trials: int = 20
+    """Independent sets of K conversations for gradient adaptation."""
+    finetune_lr: float = 0.1
+    """Step size of fine-tuning the agnostic policy on K conversations (FO-MAML uses its own)."""
+    finetune_steps: int = 1
+    efficiency_fraction: float = 0.9
+    task_kwarg: str = "segments"
+    """Environment keyword that restricts it to one task set: ``{task_kwarg: [name]}``."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """``TrainConfig`` fields shared by every method."""
+    method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method: fields of its own config (``[method.NAME]`` in TOML)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CompareConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown comparison keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        cfg = cls(**data)
+        bad = [m for m in [*cfg.methods, *cfg.method] if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method {bad[0]!r}; methods: {', '.join(METHODS)}")
+        if "oracle" not in cfg.methods:
+            raise ValueError("the comparison needs the oracle (its return sets the sample-efficiency level)")
+        for name in ("budget_steps", "jobs", "eval_episodes", "fewshot_episodes", "fewshot_trials", "finetune_steps"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {cfg.seeds}")
+        if any(k < 0 for k in cfg.fewshot_k) or 0 not in cfg.fewshot_k:
+            raise ValueError(f"fewshot_k must include 0 and no negative K, got {cfg.fewshot_k}")
+        if not 0 < cfg.efficiency_fraction <= 1:
+            raise ValueError(f"efficiency_fraction must be in (0, 1], got {cfg.efficiency_fraction}")
+        for method in cfg.methods:  # every method's training config is valid before anything runs
+            cfg.train_config(method, cfg.seeds[0])
+        return cfg
+
+    @classmethod
+    def from_toml(cls, raw: dict[str, Any], quick: bool = False) -> CompareConfig:
+        """From a parsed TOML file; ``quick`` lays its ``[quick]`` table over the rest (a tiny run)."""
+        raw = dict(raw)
+        overlay = raw.pop("quick", {})
+        return cls.from_dict(_merge(raw, overlay) if quick else raw)
+
+    def train_config(self, method: str, seed: int) -> TrainConfig:
+        m = METHODS[method]
+        data = {**self.train, **self.method.get(method, {}), "seed": seed, "total_steps": self.budget_steps}
+        if "task_kwarg" in {f.name for f in fields(m.config)}:
+            data["task_kwarg"] = self.task_kwarg
+        return m.config.from_dict({**data, "variant": m.variant})
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        return dict(self.train.get("env_kwargs", {}))
+
+    @property
+    def held_in(self) -> list[str]:
+        return [str(t) for t in self.env_kwargs.get(self.task_kwarg, [])]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid over ``base``, tables merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-seed{self.seed}"
+
+
+Progress = Callable[[int, int, str], None]
+"""``progress(steps_done, steps_planned, status)`` over all jobs' training."""
+Reference = Callable[[dict[str, Any], int, int], dict[str, Any]]
+"""``reference(env_kwargs, episodes, seed)`` -> summary with ``mean_return`` and ``success_rate``."""
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    tmp.replace(path)
+
+
+def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int], None] | None = None) -> dict:
+    """Train, export and measure one method and seed (or load the finished result)."""
+    torch.set_num_threads(1)
+    tcfg = cfg.train_config(job.method, job.seed)
+    result_path = out / "jobs" / f"{job.name}.json"
+    settings = {"train": asdict(tcfg), "measure": _measure_settings(cfg)}
+    if result_path.exists():
+        done = json.loads(result_path.read_text())
+        if done.get("settings") == settings:
+            if report is not None:
+                report(job.name, tcfg.total_steps)
+            return dict(done)
+    trainer = METHODS[job.method].trainer(tcfg, out / "runs" / job.name)
+    start_path = out / "runs" / job.name / "start.json"  # the curve's first point: the untrained policy
+    resumed = trainer.try_resume()
+    if not resumed or not start_path.exists():
+        _write_json(start_path, {"step": 0, **trainer.evaluate()})
+    start = json.loads(start_path.read_text())
+    trainer.train(None if report is None else lambda step, _s: report(job.name, step))
+    card = trainer.export(out / "models" / job.name)
+    t0 = time.perf_counter()
+    agent = Agent.load(out / "models" / job.name)
+    result = {
+        "method": job.method,
+        "seed": job.seed,
+        "settings": settings,
+        "checkpoint": str(out / "models" / job.name),
+        "train_wall_s": card.training["wall_time_s"],
+        "curve": [start, *trainer.history],
+        **measure(cfg, job.method, agent, tcfg),
+    }
+    result["eval_wall_s"] = round(time.perf_counter() - t0, 1)
+    _write_json(result_path, result)
+    return result
+
+
+def _measure_settings(cfg: CompareConfig) -> dict[str, Any]:
+    keys = ("held_out", "eval_episodes", "fewshot_k", "fewshot_episodes", "fewshot_trials")
+    return {k: getattr(cfg, k) for k in (*keys, "finetune_lr", "finetune_steps")}
+
+
+def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: TrainConfig) -> dict[str, Any]:
+    """Within one conversation per task set, and few-shot on the held-out ones."""
+    base = {k: v for k, v in tcfg.env_kwargs.items() if k != cfg.task_kwarg}
+    names = [*cfg.held_in, *cfg.held_out]
+    within = evaluate_adaptation(
+        agent,
+        {},
+        tcfg.env_id,
+        base,
+        {n: {cfg.task_kwarg: [n]} for n in names},
+        held_out=set(cfg.held_out),
+        episodes=cfg.eval_episodes,
+        seed=EVAL_SEED,
+        label_key=tcfg.label_key,
+        task_key=tcfg.task_key,
+    )
+    lr, steps = cfg.finetune_lr, cfg.finetune_steps
+    if isinstance(tcfg, MAMLConfig):
+        lr, steps = tcfg.inner_lr, tcfg.inner_steps
+    fewshot = {
+        n: fewshot_returns(
+            agent,
+            METHODS[method].fewshot,
+            tcfg.env_id,
+            {**base, cfg.task_kwarg: [n]},
+            sorted(cfg.fewshot_k),
+            episodes=cfg.fewshot_episodes,
+            trials=cfg.fewshot_trials,
+            seed=EVAL_SEED,
+            inner_lr=lr,
+            inner_steps=steps,
+            gamma=tcfg.gamma,
+            gae_lambda=tcfg.gae_lambda,
+        )
+        for n in cfg.held_out
+    }
+    rows = within["task_sets"]
+    return {
+        "within": {n: rows[n]["policy"] for n in names},
+        "mix_return": within["mix_mean_return"]["policy"],
+        "fewshot": {n: {str(k): v for k, v in f.items()} for n, f in fewshot.items()},
+    }
+
+
+def _worker(cfg: CompareConfig, job: Job, out: Path, q: Any) -> dict:
+    return run_job(cfg, job, out, lambda name, step: q.put((name, step)))
+
+
+def run_comparison(
+    cfg: CompareConfig,
+    out: str | Path,
+    references: dict[str, Reference] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run (or finish) every job, measure the references, and summarise (see the module docstring)."""
+    out = Path(out)
+    jobs = [Job(m, s) for m in cfg.methods for s in cfg.seeds]
+    planned = cfg.budget_steps * len(jobs)
+    steps = {j.name: 0 for j in jobs}
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+
+    def report(name: str, step: int) -> None:
+        steps[name] = min(step, cfg.budget_steps)
+        if progress is not None:
+            finished = sum(1 for j in jobs if steps[j.name] >= cfg.budget_steps)
+            progress(sum(steps.values()), planned, f"{finished}/{len(jobs)} jobs trained")
+
+    results: list[dict] = []
+    if cfg.jobs == 1:
+        results = [run_job(cfg, j, out, report) for j in jobs]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Manager() as manager, ProcessPoolExecutor(cfg.jobs, mp_context=ctx) as pool:
+            q = manager.Queue()
+            pending: set[Future] = {pool.submit(_worker, cfg, j, out, q) for j in jobs}
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    results.extend(f.result() for f in finished)
+                    while True:
+                        try:
+                            report(*q.get_nowait())
+                        except queue.Empty:
+                            break
+            except BaseException:
+                for f in pending:  # finished jobs are on disk; do not start the others
+                    f.cancel()
+                raise
+    order = {j.name: i for i, j in enumerate(jobs)}
+    results.sort(key=lambda r: order[f"{r['method']}-seed{r['seed']}"])
+    refs = measure_references(cfg, references or {})
+    summary = summarise(cfg, results, refs)
+    summary["machine"] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+    }
+    summary["comparison_wall_s"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+def measure_references(cfg: CompareConfig, references: dict[str, Reference]) -> dict[str, Any]:
+    """Hand-written policies on every task set (they use no earlier conversations: one figure)."""
+    base = {k: v for k, v in cfg.env_kwargs.items() if k != cfg.task_kwarg}
+    out: dict[str, Any] = {}
+    for name, ref in references.items():
+        rows = {n: ref({**base, cfg.task_kwarg: [n]}, cfg.eval_episodes, EVAL_SEED) for n in cfg.held_in + cfg.held_out}
+        mix = float(np.mean([rows[n]["mean_return"] for n in cfg.held_in]))
+        out[name] = {"within": rows, "mix_return": mix}
+    return out
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
+
+
+def steps_to_reach(curve: list[dict], level: float, key: str = "eval/mean_return") -> float | None:
+    """Environment steps at which the curve first reaches ``level`` (linear between evaluations)."""
+    points = [(p["step"], p[key]) for p in curve if key in p]
+    for i, (step, value) in enumerate(points):
+        if value >= level:
+            if i == 0:
+                return float(step)
+            s0, v0 = points[i - 1]
+            return float(s0 + (level - v0) / (value - v0) * (step - s0))
+    return None
+
+
+def summarise(cfg: CompareConfig, results: list[dict], references: dict[str, Any]) -> dict[str, Any]:
+    """Mean +- std over seeds per method, the sample-efficiency figures and the bars."""
+    by_method: dict[str, list[dict]] = {}
+    for r in results:
+        by_method.setdefault(r["method"], []).append(r)
+    oracle_return = float(np.mean([r["mix_return"] for r in by_method["oracle"]]))
+    level = cfg.efficiency_fraction * oracle_return
+    methods: dict[str, Any] = {}
+    for name, rs in by_method.items():
+        within = {}
+        for task in rs[0]["within"]:
+            row: dict[str, Any] = {
+                k: _mean_std([r["within"][task][k] for r in rs]) for k in ("mean_return", "success_rate")
+            }
+            acc = [r["within"][task].get("id_accuracy") for r in rs]
+            if all(a is not None for a in acc):
+                row["id_accuracy"] = [float(x) for x in np.mean(np.asarray(acc), axis=0)]
+            within[task] = row
+        curves = [r["curve"] for r in rs]
+        reach = {key: [steps_to_reach(c, level, key) for c in curves] for key in _curve_keys(curves)}
+        methods[name] = {
+            "label": METHODS[name].label,
+            "seeds": [r["seed"] for r in rs],
+            "within": within,
+            "mix_return": _mean_std([r["mix_return"] for r in rs]),
+            "fewshot": {
+                task: {k: _mean_std([r["fewshot"][task][k]["mean_return"] for r in rs]) for k in rs[0]["fewshot"][task]}
+                for task in rs[0]["fewshot"]
+            },
+            "curves": curves,
+            "steps_to_level": {key: _reach_summary(v) for key, v in reach.items()},
+            "train_wall_s": _mean_std([r["train_wall_s"] for r in rs]),
+            "eval_wall_s": _mean_std([r["eval_wall_s"] for r in rs]),
+        }
+    summary = {
+        "config": asdict(cfg),
+        "oracle_mix_return": oracle_return,
+        "efficiency_level": level,
+        "methods": methods,
+        "references": references,
+    }
+    summary["checks"] = checks(summary)
+    return summary
+
+
+def _curve_keys(curves: list[list[dict]]) -> list[str]:
+    keys = ["eval/mean_return"]
+    if all(any("eval/adapted_return" in p for p in c) for c in curves):
+        keys.append("eval/adapted_return")
+    return keys
+
+
+def _reach_summary(values: list[float | None]) -> dict[str, Any]:
+    reached = [v for v in values if v is not None]
+    out: dict[str, Any] = {"per_seed": values, "reached": len(reached), "of": len(values)}
+    if reached:
+        out.update(_mean_std(reached))
+    return out
+
+
+def checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bars: the contextual method needs >= 5x fewer steps than FO-MAML and >= 2x fewer than
+    RL^2 to reach the level (a method that never reaches it counts as needing more than the budget)."""
+    methods = summary["methods"]
+    budget = summary["config"]["budget_steps"]
+    out: list[dict[str, Any]] = []
+    if "contextual" not in methods:
+        return out
+    ctx = methods["contextual"]["steps_to_level"]["eval/mean_return"]
+    for other, bar in (("fomaml", 5.0), ("rl2", 2.0)):
+        if other not in methods:
+            continue
+        oth = methods[other]["steps_to_level"]["eval/mean_return"]
+        name = f"contextual needs >= {bar:.0f}x fewer steps than {other} to reach the level"
+        if ctx["reached"] < ctx["of"]:
+            out.append(
+                {"name": name, "pass": False, "detail": f"contextual reached it in {ctx['reached']}/{ctx['of']} seeds"}
+            )
+            continue
+        other_steps = oth["mean"] if oth["reached"] == oth["of"] else float(budget)
+        ratio = other_steps / max(ctx["mean"], 1.0)
+        more = (
+            ""
+            if oth["reached"] == oth["of"]
+            else f" ({other} reached it in {oth['reached']}/{oth['of']} seeds; budget used)"
+        )
+        out.append(
+            {
+                "name": name,
+                "pass": bool(ratio >= bar),
+                "detail": f"{other} {other_steps:,.0f} / contextual {ctx['mean']:,.0f} steps = {ratio:.2f}x{more}",
+                "ratio": ratio,
+            }
+        )
+    return out
+
+
+# -- report --------------------------------------------------------------------------------------
+def _pm(s: dict[str, float], digits: int = 2) -> str:
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def _steps(s: dict[str, Any]) -> str:
+    if not s.get("reached"):
+        return f"not reached (0/{s['of']})"
+    text = f"{s['mean'] / 1000:,.0f}k ± {s['std'] / 1000:,.0f}k"
+    return text if s["reached"] == s["of"] else f"{text} ({s['reached']}/{s['of']} seeds)"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The README tables: within one conversation, few-shot, sample efficiency and wall time."""
+    cfg = summary["config"]
+    methods, refs = summary["methods"], summary["references"]
+    held_out = cfg["held_out"]
+    tasks = list(next(iter(methods.values()))["within"])
+    n_seeds = len(cfg["seeds"])
+    lines = [
+        f"Within one conversation (a new user, no prior data): mean return ± std over {n_seeds} seeds / "
+        f"success rate; {cfg['eval_episodes']:,} conversations per segment and seed.",
+        "",
+        "| method | " + " | ".join(f"{t} (held out)" if t in held_out else t for t in tasks) + " | mix (held-in) |",
+        "|---" * (len(tasks) + 2) + "|",
+    ]
+    for m in methods.values():
+        cells = [f"{_pm(m['within'][t]['mean_return'])} / {m['within'][t]['success_rate']['mean']:.2f}" for t in tasks]
+        lines.append(f"| {m['label']} | " + " | ".join(cells) + f" | {_pm(m['mix_return'])} |")
+    for name, r in refs.items():
+        cells = [f"{r['within'][t]['mean_return']:.2f} / {r['within'][t]['success_rate']:.2f}" for t in tasks]
+        lines.append(f"| hand-written: {name} | " + " | ".join(cells) + f" | {r['mix_return']:.2f} |")
+    ids = {name: m for name, m in methods.items() if any("id_accuracy" in m["within"][t] for t in tasks)}
+    if ids:
+        lines += ["", "Segment identification accuracy (prototype read-out) after 1 / 2 / 3 / 5 user turns:", ""]
+        lines += ["| method | " + " | ".join(t for t in tasks if t not in held_out) + " |"]
+        lines += ["|---" * (1 + len([t for t in tasks if t not in held_out])) + "|"]
+        for m in ids.values():
+            cells = []
+            for t in tasks:
+                if t in held_out:
+                    continue
+                acc = m["within"][t].get("id_accuracy", [])
+                cells.append(" / ".join(f"{acc[k]:.2f}" for k in (0, 1, 2, 4) if k < len(acc)) or "-")
+            lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
+        lines += ["", "The other methods have no segment read-out."]
+    ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
+    for task in held_out:
+        lines += [
+            "",
+            f"Few-shot on **{task}** (held out): return of a new conversation after K earlier conversations of "
+            f"that segment, mean ± std over seeds ({cfg['fewshot_episodes']:,} new conversations per K and seed):",
+            "",
+            "| method | how it uses the K conversations | " + " | ".join(f"K = {k}" for k in ks) + " |",
+            "|---|---" + "|---" * len(ks) + "|",
+        ]
+        for name, m in methods.items():
+            how = {
+                "context": "state carried",
+                "gradient": "inner loop" if name == "fomaml" else "fine-tuned (PG steps)",
+                "none": "not used",
+            }[METHODS[name].fewshot]
+            lines.append(f"| {m['label']} | {how} | " + " | ".join(_pm(m["fewshot"][task][k]) for k in ks) + " |")
+        for name, r in refs.items():
+            lines.append(
+                f"| hand-written: {name} | not used | "
+                + " | ".join(f"{r['within'][task]['mean_return']:.2f}" for _ in ks)
+                + " |"
+            )
+    lines += [
+        "",
+        f"Sample efficiency: environment steps to reach {100 * cfg['efficiency_fraction']:.0f}% of the oracle's mix "
+        f"return ({summary['oracle_mix_return']:.2f} -> level {summary['efficiency_level']:.2f}), mean ± std over "
+        f"seeds; budget {cfg['budget_steps']:,} steps per method and seed; wall time per run on this machine.",
+        "",
+        "| method | steps to the level | final mix return | training wall time | evaluation wall time |",
+        "|---|---|---|---|---|",
+    ]
+    for m in methods.values():
+        reach = m["steps_to_level"]
+        text = _steps(reach["eval/mean_return"])
+        if "eval/adapted_return" in reach:
+            text += f"; after its inner loop: {_steps(reach['eval/adapted_return'])}"
+        lines.append(
+            f"| {m['label']} | {text} | {_pm(m['mix_return'])} | {m['train_wall_s']['mean'] / 60:.1f} min "
+            f"| {m['eval_wall_s']['mean']:.0f} s |"
+        )
+    if summary["checks"]:
+        lines += [""] + [f"- [{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in summary["checks"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_efficiency(summary: dict[str, Any], path: str | Path) -> Path:
+    """Return against environment steps for every method (mean and min-max over seeds), with the level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    budget = summary["config"]["budget_steps"]
+    grid = np.linspace(0, budget, 201)
+    for i, m in enumerate(summary["methods"].values()):
+        color = f"C{i}"
+        for key, style, suffix in (("eval/mean_return", "-", ""), ("eval/adapted_return", "--", " after inner loop")):
+            curves = [c for c in m["curves"] if any(key in p for p in c)]
+            if not curves:
+                continue
+            ys = np.stack(
+                [np.interp(grid, [p["step"] for p in c if key in p], [p[key] for p in c if key in p]) for c in curves]
+            )
+            ax.plot(grid, ys.mean(0), style, color=color, label=m["label"] + suffix)
+            ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.12)
+    ax.axhline(summary["efficiency_level"], color="black", ls=":", lw=1)
+    ax.text(
+        budget,
+        summary["efficiency_level"],
+        f" {100 * summary['config']['efficiency_fraction']:.0f}% of oracle",
+        va="bottom",
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_xscale("symlog", linthresh=max(budget / 100, 1))
+    ax.set_xlim(0, budget)
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], -5))
+    ax.set_xlabel("environment steps (dialogue turns), symlog scale")
+    ax.set_ylabel("greedy mean return on the training mix")
+    ax.set_title(f"Meta-training sample efficiency ({len(summary['config']['seeds'])} seeds: mean, band = min-max)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_fewshot(summary: dict[str, Any], path: str | Path) -> Path:
+    """Return of a new conversation against K earlier ones, one panel per held-out task set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = summary["config"]["held_out"]
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        for i, m in enumerate(summary["methods"].values()):
+            ks = sorted(m["fewshot"][task], key=int)
+            x = np.arange(len(ks))
+            mean = [m["fewshot"][task][k]["mean"] for k in ks]
+            std = [m["fewshot"][task][k]["std"] for k in ks]
+            ax.errorbar(x + 0.04 * (i - 2), mean, yerr=std, marker="o", capsize=3, color=f"C{i}", label=m["label"])
+        for j, (name, r) in enumerate(summary["references"].items()):
+            ax.axhline(
+                r["within"][task]["mean_return"],
+                color="grey",
+                ls=["--", ":", "-."][j % 3],
+                lw=1,
+                label=f"hand-written: {name}",
+            )
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"K={k}" for k in ks])
+        ax.set_xlabel("earlier conversations of the segment")
+        ax.set_ylabel("mean return of a new conversation")
+        ax.set_title(f"few-shot: {task} (held out)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_outputs(summary: dict[str, Any], json_path: str | Path) -> dict[str, Path]:
+    """``NAME.json``, ``NAME.md``, ``NAME_efficiency.png`` and ``NAME_fewshot.png`` side by side."""
+    path = Path(json_path)
+    _write_json(path, summary)
+    md = path.with_suffix(".md")
+    md.write_text(markdown(summary))
+    return {
+        "json": path,
+        "markdown": md,
+        "efficiency": plot_efficiency(summary, path.with_name(path.stem + "_efficiency.png")),
+        "fewshot": plot_fewshot(summary, path.with_name(path.stem + "_fewshot.png")),
+    }
