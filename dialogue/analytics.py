@@ -247,6 +247,8 @@ def turns_to_identification(
 
 def _reference_kind(convs: Sequence[_Conversation]) -> str:
     simulated = sum(c.true_segment is not None for c in convs)
+    if not convs:
+        return "true segment where known, else inferred segment"
     if simulated == len(convs):
         return "true segment"
     return "inferred segment" if simulated == 0 else "true segment where known, else inferred segment"

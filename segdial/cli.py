@@ -481,7 +481,7 @@ def report(
         else:
             url = db or Settings().database_url
             model = model or (Settings().model_path if Settings().model_path.exists() else None)
-            what = "production logs"
+            what = "Production logs"
         result = reporting.make_report(out, url, window, model=model, description=what, threshold=threshold, png=png)
     except (reporting.ReportError, CheckpointError, ValueError) as e:
         fail(str(e))
