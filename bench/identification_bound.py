@@ -132,6 +132,13 @@ def main() -> None:
     print(f"confusion after 2 turns, MLP on observations (rows: true {segs}):")
     for seg, row in zip(segs, rows[2]["mlp_observations"]["confusion"], strict=True):
         print(f"  {seg:<8} {row}")
+    for k, r in rows.items():
+        confusion = np.array(r["mlp_observations"]["confusion"])
+        r["mlp_observations"]["recall"] = dict(
+            zip(segs, (confusion.diagonal() / confusion.sum(1)).tolist(), strict=True)
+        )
+        recall = ", ".join(f"{seg} {v:.3f}" for seg, v in r["mlp_observations"]["recall"].items())
+        print(f"per-segment recall after {k} user turn(s), MLP on observations: {recall}")
     checks = []
     for k, bar in BARS.items():
         bound = max(rows[k]["mlp_observations"]["accuracy"], probes[best_probe] if k == 2 else 0.0)
