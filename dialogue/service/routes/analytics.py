@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from dialogue import analytics
-from dialogue.service.app import ClientDep, RuntimeDep
+from dialogue.service.deps import ClientDep, RuntimeDep
 
 router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
 

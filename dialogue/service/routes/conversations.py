@@ -1,0 +1,52 @@
+"""``/v1/conversations``: start a conversation, post user turns, read it back, end it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from dialogue.service.conversations import TurnResult
+from dialogue.service.deps import ClientDep, RuntimeDep, served
+from dialogue.service.schemas import ConversationIn, EndIn, ReplyOut, TurnIn
+
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+
+
+@router.post("", status_code=201)
+def create_conversation(
+    body: ConversationIn, client: ClientDep, runtime: RuntimeDep, request: Request
+) -> dict[str, str]:
+    """Start a conversation; returns its id."""
+    conversation_id = served(lambda: runtime.start_conversation(client, body.domain, body.client_user_ref))
+    request.app.state.metrics["conversations"].inc()
+    return {"id": conversation_id}
+
+
+@router.post("/{conversation_id}/turns", response_model=ReplyOut)
+def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: RuntimeDep, request: Request) -> Response:
+    """One user turn (text, structured acts, or both) -> the system's reply and the segment read-out.
+
+    Structured acts bypass the NLU; text alone goes through it. The text is stored either way.
+    A retried request with the same ``idempotency_key`` returns the stored reply.
+    """
+    started = time.perf_counter()
+    result: TurnResult = served(lambda: runtime.user_turn(client, conversation_id, body))
+    if not result.replayed:
+        request.app.state.metrics["turns"].inc()
+        request.app.state.metrics["latency"].observe(time.perf_counter() - started)
+    # The reply is already validated: send its JSON as it is rather than validating it again.
+    return Response(result.reply.model_dump_json(), media_type="application/json")
+
+
+@router.get("/{conversation_id}")
+def get_conversation(conversation_id: str, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """The whole conversation with its turns."""
+    return dict(served(lambda: runtime.conversation(client, conversation_id)))
+
+
+@router.post("/{conversation_id}/end")
+def end_conversation(conversation_id: str, body: EndIn, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Record the outcome (and an optional 1-5 rating) of a conversation."""
+    return dict(served(lambda: runtime.end_conversation(client, conversation_id, body.outcome, body.rating)))
