@@ -92,7 +92,7 @@ class ActionSegdialPolicy(Action):
             end = outcome_of(slots, message.intent)  # checked before the turn is stored
             chosen = backend()
             conversation_id, reply = await take_turn(
-                chosen, sender, known, turn_of(message, chosen.domain, chosen.max_text_chars)
+                chosen, sender, known, turn_of(message, chosen.domain, chosen.max_text_chars, chosen.send_text)
             )
             if reply.ended:
                 await end_conversation(chosen, sender, conversation_id, end)

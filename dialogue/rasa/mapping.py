@@ -23,7 +23,8 @@ Values are matched to the ontology (case and the domain's synonyms are forgiven)
 is not in the table (``nlu_fallback``, ``out_of_scope``, ...), when ``inform`` comes without a slot
 entity, or when an entity's value is not in the ontology, no acts are sent: the user's text goes
 alone and segdial's own NLU reads it. The text is sent with the acts too (segdial reads the
-user's register from it), except Rasa's ``/intent`` shortcuts, which are not the user's words.
+user's register, terse to chatty, from it: one sentence-encoder pass) unless
+``SEGDIAL_RASA_SEND_TEXT=false``; Rasa's ``/intent`` shortcuts are never sent, they are not words.
 
 The reply is sent as text, or as the assistant's own response where its domain has one for the
 system act: ``utter_segdial_<act>_<slot>`` first, then ``utter_segdial_<act>`` (the response can
@@ -63,7 +64,6 @@ INTENT_ACTS: dict[str, str] = {
     "stop": "hangup",
     **{name: name for name in USER_ACT_NAMES},
 }
-SLOT_ACTS = frozenset({"inform", "negate", "relax"})  # acts whose values come from slot entities
 
 
 class MalformedTrackerError(ValueError):
@@ -161,17 +161,19 @@ def user_acts(message: UserMessage, domain: Domain) -> list[UserActIn] | None:
                 return None
             acts.append(UserActIn(act="request", slot=value))
         # Other entities (dates, numbers from other extractors) are not segdial's: left to the assistant.
-    if act == "inform" and not acts:
-        return None  # "inform" of nothing segdial knows: let its NLU read the words
+    if act == "inform":  # its acts are the entities' (a bare inform means nothing to segdial)
+        return acts or None  # None: an inform of nothing segdial knows, its NLU reads the words
     if not any(a.act == act for a in acts):
         acts.insert(0, UserActIn(act=act))
     return acts
 
 
-def turn_of(message: UserMessage, domain: Domain, max_text_chars: int) -> TurnIn:
+def turn_of(message: UserMessage, domain: Domain, max_text_chars: int, send_text: bool = True) -> TurnIn:
     """The segdial turn of ``message``: mapped acts and the words, or the words alone.
 
-    Text over the service's limit is refused here, before a conversation is started for it.
+    ``send_text=False`` leaves the words out when the acts map (segdial then takes the register as
+    plain instead of reading it: no sentence-encoder pass). Text over the service's limit is
+    refused here, before a conversation is started for it.
     """
     if message.text is not None and len(message.text) > max_text_chars:
         raise MalformedTrackerError(f"the latest message is longer than {max_text_chars} characters")
@@ -180,8 +182,9 @@ def turn_of(message: UserMessage, domain: Domain, max_text_chars: int) -> TurnIn
         raise MalformedTrackerError(
             f"the latest message has no text and its intent {message.intent!r} does not map to a segdial act"
         )
+    text = message.text if send_text or not acts else None
     try:
-        return TurnIn(text=message.text, acts=acts or [], idempotency_key=message.idempotency_key)
+        return TurnIn(text=text, acts=acts or [], idempotency_key=message.idempotency_key)
     except ValidationError as e:
         raise MalformedTrackerError(f"the latest message cannot be a turn: {e.errors()[0]['msg']}") from e
 

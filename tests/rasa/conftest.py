@@ -52,7 +52,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A server started as a process on a free port; ``post``/``get`` talk to it."""
+    """A server started as a process on a free port (``{port}`` in its arguments and environment);
+    ``http`` and ``post`` talk to it."""
 
     def __init__(self, args: list[str], env: dict[str, str], health: str, timeout: float = 120.0) -> None:
         self.port = free_port()
@@ -61,7 +62,7 @@ class ServerProcess:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [part.replace("{port}", str(self.port)) for part in args],
-                env={**os.environ, "OMP_NUM_THREADS": "1", "SEGDIAL_LOG_LEVEL": "warning", **env},
+                env={**self.base_env(), **{k: v.replace("{port}", str(self.port)) for k, v in env.items()}},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -79,6 +80,11 @@ class ServerProcess:
                 time.sleep(0.2)
         self.stop()
         pytest.fail(f"{' '.join(args)} did not answer {health} within {timeout:.0f} s:\n{self.output()}", pytrace=False)
+
+    @staticmethod
+    def base_env() -> dict[str, str]:
+        """The environment of a test's server processes (one thread, quiet logs), before their own settings."""
+        return {**os.environ, "OMP_NUM_THREADS": "1", "SEGDIAL_LOG_LEVEL": "warning"}
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
@@ -103,11 +109,11 @@ class ServerProcess:
 class ActionServer(ServerProcess):
     """``segdial actions`` on a database; ``call`` runs an action for a ``RasaTracker`` as Rasa would."""
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
         self.database_url = database_url
         self.engine = db.make_engine(database_url)
         super().__init__(
-            [sys.executable, "-m", "segdial.cli", "actions", "--port", "{port}"],
+            command or [sys.executable, "-m", "segdial.cli", "actions", "--port", "{port}"],
             {"SEGDIAL_DATABASE_URL": database_url, **(env or {})},
             "/health",
         )
@@ -118,6 +124,16 @@ class ActionServer(ServerProcess):
         if r.status_code == 200:
             tracker.apply(action, r.json())
         return r
+
+    def sent_twice(self, tracker: RasaTracker, action: str, domain: dict[str, Any]) -> list[dict[str, Any]]:
+        """POST the same call twice, as Rasa does when it retries; both must get the same 200 answer.
+
+        Returns the sender's stored conversations afterwards."""
+        body = tracker.action_call(action, domain)
+        first, again = self.post("/webhook", body), self.post("/webhook", body)
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert again.json() == first.json()
+        return self.conversations_of(tracker.sender_id)
 
     def conversations_of(self, sender_id: str) -> list[dict[str, Any]]:
         """Every stored conversation of a Rasa sender (oldest first), with its turns."""
@@ -191,3 +207,15 @@ def rasa_domain() -> dict[str, Any]:
 def simulated_user() -> type:
     """``simulated_user(segment, seed)``: the service tests' simulated user (answers replies, checks their slot)."""
     return service_helpers.SimulatedUser
+
+
+@pytest.fixture(scope="session")
+def server_process() -> type[ServerProcess]:
+    """``server_process(args, env, health)``: see ``ServerProcess``."""
+    return ServerProcess
+
+
+@pytest.fixture(scope="session")
+def action_server_of() -> type[ActionServer]:
+    """``action_server_of(database_url, env=None, command=None)``: another action server (see ``ActionServer``)."""
+    return ActionServer

@@ -136,11 +136,7 @@ def test_a_retried_call_replays_the_reply_without_a_second_turn(
     action_server: ActionServer, tracker: RasaTracker, rasa_domain: dict[str, Any]
 ) -> None:
     tracker.user_says("cheap italian", "inform", ITALIAN_CHEAP)
-    body = tracker.action_call(POLICY, rasa_domain)
-    first, again = action_server.post("/webhook", body), action_server.post("/webhook", body)
-    assert first.status_code == again.status_code == 200
-    assert again.json() == first.json()
-    [conv] = action_server.conversations_of(tracker.sender_id)
+    [conv] = action_server.sent_twice(tracker, POLICY, rasa_domain)  # the first turn: no conversation slot yet
     assert len(conv["turns"]) == 1
 
 
