@@ -43,7 +43,8 @@ import httpx
 import numpy as np
 import yaml
 from common import Connection, check_line, free_port, parser, write_json
-from service_latency import SimulatedUser, fresh_database
+from service_latency import PG_ADMIN, SimulatedUser
+from sqlalchemy import create_engine, text
 
 from dialogue.rasa.mapping import CONVERSATION_SLOT, SYSTEM_ACT_SLOT
 from dialogue.rasa.webhook import RasaTracker, parse_data_of
@@ -52,6 +53,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = yaml.safe_load((ROOT / "examples" / "rasa" / "domain.yml").read_text())
 ACTION = "action_segdial_policy"
 BAR_CALLS_PER_S = 300.0
+PG_DATABASE = "segdial_bench_actions"  # its own database: bench/service_latency.py drops segdial_bench
+
+
+def fresh_database(kind: str, folder: str) -> str:
+    """A new empty database: a SQLite file in ``folder`` or a PostgreSQL database, migrated."""
+    if kind == "sqlite":
+        return f"sqlite:///{folder}/actions.db"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
+    admin.dispose()
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+    subprocess.run(
+        [sys.executable, "-m", "segdial.cli", "db", "upgrade"],
+        env={**os.environ, "SEGDIAL_DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    return url
 
 
 class ActionServer:

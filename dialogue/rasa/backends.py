@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Protocol
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import torch
@@ -26,6 +28,8 @@ from dialogue.service.conversations import Runtime, ServiceError
 from dialogue.service.schemas import EndIn, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
 from dialogue.tracker import ObservationLayout
+
+T = TypeVar("T")
 
 
 class ActionSettings(BaseSettings):
@@ -67,7 +71,12 @@ class Backend(Protocol):
 
 
 class InProcessBackend:
-    """The service layer in this process (``Runtime``); calls run on the event loop's thread."""
+    """The service layer in this process (``Runtime``).
+
+    Its calls are blocking (database, policy, NLU), so they run in a pool of
+    ``SEGDIAL_WORKER_THREADS`` threads, as the HTTP service's routes do: the event loop keeps
+    taking calls, and turns that wait on the database (a PostgreSQL commit) overlap.
+    """
 
     def __init__(self, runtime: Runtime, client_name: str, domain: Domain, send_text: bool) -> None:
         self.runtime = runtime
@@ -75,21 +84,25 @@ class InProcessBackend:
         self.domain = domain
         self.max_text_chars = runtime.settings.max_text_chars
         self.send_text = send_text
+        self._pool = ThreadPoolExecutor(runtime.settings.worker_threads, thread_name_prefix="segdial-turn")
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
 
     async def start(self, sender_id: str) -> str:
-        return self.runtime.start_conversation(self.client_id, self.domain.name, sender_id)
+        return await self._run(self.runtime.start_conversation, self.client_id, self.domain.name, sender_id)
 
     async def open_conversation(self, sender_id: str) -> str | None:
-        return self.runtime.open_conversation_of(self.client_id, sender_id)
+        return await self._run(self.runtime.open_conversation_of, self.client_id, sender_id)
 
     async def turn(self, conversation_id: str, body: TurnIn) -> ReplyOut:
-        return self.runtime.user_turn(self.client_id, conversation_id, body).reply
+        return (await self._run(self.runtime.user_turn, self.client_id, conversation_id, body)).reply
 
     async def has_ended(self, conversation_id: str) -> bool:
-        return self.runtime.conversation(self.client_id, conversation_id)["ended_at"] is not None
+        return (await self._run(self.runtime.conversation, self.client_id, conversation_id))["ended_at"] is not None
 
     async def end(self, conversation_id: str, end: EndIn) -> None:
-        self.runtime.end_conversation(self.client_id, conversation_id, end.outcome, end.rating)
+        await self._run(self.runtime.end_conversation, self.client_id, conversation_id, end.outcome, end.rating)
 
 
 class HttpBackend:
