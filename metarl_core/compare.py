@@ -65,6 +65,7 @@ METHODS: dict[str, Method] = {
     "fomaml": Method(MAMLConfig, MAMLTrainer, "agnostic", "gradient", "FO-MAML"),
 }
 EVAL_SEED = 777  # the same users for every method and seed
+OTHER_FRACTIONS = (0.8, 0.95)  # further levels reported next to ``efficiency_fraction`` (no bar)
 
 
 @dataclass
@@ -188,6 +189,7 @@ def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int]
             if report is not None:
                 report(job.name, tcfg.total_steps)
             return dict(done)
+    started = time.time()
     trainer = METHODS[job.method].trainer(tcfg, out / "runs" / job.name)
     start_path = out / "runs" / job.name / "start.json"  # the curve's first point: the untrained policy
     resumed = trainer.try_resume()
@@ -208,6 +210,7 @@ def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int]
         **measure(cfg, job.method, agent, tcfg),
     }
     result["eval_wall_s"] = round(time.perf_counter() - t0, 1)
+    result["clock"] = {"started": started, "finished": time.time()}  # this invocation (not resumed parts)
     _write_json(result_path, result)
     return result
 
@@ -317,7 +320,10 @@ def run_comparison(
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
     }
-    summary["comparison_wall_s"] = round(time.perf_counter() - started, 1)
+    summary["comparison_wall_s"] = round(time.perf_counter() - started, 1)  # this invocation
+    clocks = [r["clock"] for r in results if "clock" in r]
+    if clocks and len(clocks) == len(results):  # from the first job's start to the last one's end
+        summary["jobs_span_s"] = round(max(c["finished"] for c in clocks) - min(c["started"] for c in clocks), 1)
     return summary
 
 
@@ -380,6 +386,9 @@ def summarise(cfg: CompareConfig, results: list[dict], references: dict[str, Any
             },
             "curves": curves,
             "steps_to_level": {key: _reach_summary(v) for key, v in reach.items()},
+            "steps_to_fraction": {
+                str(f): _reach_summary([steps_to_reach(c, f * oracle_return) for c in curves]) for f in OTHER_FRACTIONS
+            },
             "train_wall_s": _mean_std([r["train_wall_s"] for r in rs]),
             "eval_wall_s": _mean_std([r["eval_wall_s"] for r in rs]),
         }
@@ -519,18 +528,26 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Sample efficiency: environment steps to reach {100 * cfg['efficiency_fraction']:.0f}% of the oracle's mix "
         f"return ({summary['oracle_mix_return']:.2f} -> level {summary['efficiency_level']:.2f}), mean ± std over "
-        f"seeds; budget {cfg['budget_steps']:,} steps per method and seed; wall time per run on this machine.",
+        f"seeds; budget {cfg['budget_steps']:,} steps per method and seed; wall time per run on this machine"
+        + (
+            f" ({summary['jobs_span_s'] / 60:.1f} min for all runs, {cfg['jobs']} at a time)."
+            if "jobs_span_s" in summary
+            else "."
+        ),
         "",
-        "| method | steps to the level | final mix return | training wall time | evaluation wall time |",
-        "|---|---|---|---|---|",
+        "| method | steps to the level | "
+        + " | ".join(f"to {100 * f:.0f}%" for f in OTHER_FRACTIONS)
+        + " | final mix return | training wall time | evaluation wall time |",
+        "|---" * (5 + len(OTHER_FRACTIONS)) + "|",
     ]
     for m in methods.values():
         reach = m["steps_to_level"]
         text = _steps(reach["eval/mean_return"])
         if "eval/adapted_return" in reach:
             text += f"; after its inner loop: {_steps(reach['eval/adapted_return'])}"
+        others = " | ".join(_steps(m["steps_to_fraction"][str(f)]) for f in OTHER_FRACTIONS)
         lines.append(
-            f"| {m['label']} | {text} | {_pm(m['mix_return'])} | {m['train_wall_s']['mean'] / 60:.1f} min "
+            f"| {m['label']} | {text} | {others} | {_pm(m['mix_return'])} | {m['train_wall_s']['mean'] / 60:.1f} min "
             f"| {m['eval_wall_s']['mean']:.0f} s |"
         )
     if summary["checks"]:
@@ -539,43 +556,48 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def plot_efficiency(summary: dict[str, Any], path: str | Path) -> Path:
-    """Return against environment steps for every method (mean and min-max over seeds), with the level."""
+    """Return against environment steps for every method (mean and min-max over seeds, at the
+    evaluation steps), with the level and where each method reaches it (x): the first quarter of
+    the budget on a linear axis, where the methods differ, and the whole budget on a log axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5))
     budget = summary["config"]["budget_steps"]
-    grid = np.linspace(0, budget, 201)
+    level = summary["efficiency_level"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
     for i, m in enumerate(summary["methods"].values()):
-        color = f"C{i}"
         for key, style, suffix in (("eval/mean_return", "-", ""), ("eval/adapted_return", "--", " after inner loop")):
-            curves = [c for c in m["curves"] if any(key in p for p in c)]
-            if not curves:
+            curves = [[p for p in c if key in p] for c in m["curves"]]
+            if not all(curves):
                 continue
-            ys = np.stack(
-                [np.interp(grid, [p["step"] for p in c if key in p], [p[key] for p in c if key in p]) for c in curves]
-            )
-            ax.plot(grid, ys.mean(0), style, color=color, label=m["label"] + suffix)
-            ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.12)
-    ax.axhline(summary["efficiency_level"], color="black", ls=":", lw=1)
-    ax.text(
-        budget,
-        summary["efficiency_level"],
-        f" {100 * summary['config']['efficiency_fraction']:.0f}% of oracle",
-        va="bottom",
-        ha="right",
-        fontsize=8,
+            steps = np.array([p["step"] for p in curves[0]], dtype=np.float64)
+            ys = np.stack([np.interp(steps, [p["step"] for p in c], [p[key] for p in c]) for c in curves])
+            reach = m["steps_to_level"].get(key, {})
+            for ax, shown in zip(axes, (steps >= 0, steps > 0), strict=True):  # no step 0 on the log axis
+                x, y = steps[shown], ys[:, shown]
+                ax.plot(x, y.mean(0), style, color=f"C{i}", lw=1.3, label=m["label"] + suffix)
+                ax.fill_between(x, y.min(0), y.max(0), color=f"C{i}", alpha=0.12)
+                if reach.get("reached") == reach.get("of"):
+                    ax.plot([reach["mean"]], [level], "x", color=f"C{i}", ms=9, mew=2)
+    for ax in axes:
+        ax.axhline(level, color="black", ls=":", lw=1)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("environment steps (dialogue turns)")
+    fraction = summary["config"]["efficiency_fraction"]
+    axes[0].text(budget / 4, level, f"{100 * fraction:.0f}% of the oracle's return ", va="top", ha="right", fontsize=8)
+    axes[0].set_xlim(0, budget / 4)
+    axes[0].set_ylim(max(axes[0].get_ylim()[0], -5), None)
+    axes[0].set_ylabel("greedy mean return on the training mix")
+    axes[0].set_title("first quarter of the budget (x: mean steps to the level)")
+    axes[1].set_xscale("log")
+    axes[1].set_xlim(
+        min(p["step"] for m in summary["methods"].values() for c in m["curves"] for p in c if p["step"]), budget
     )
-    ax.set_xscale("symlog", linthresh=max(budget / 100, 1))
-    ax.set_xlim(0, budget)
-    ax.set_ylim(bottom=max(ax.get_ylim()[0], -5))
-    ax.set_xlabel("environment steps (dialogue turns), symlog scale")
-    ax.set_ylabel("greedy mean return on the training mix")
-    ax.set_title(f"Meta-training sample efficiency ({len(summary['config']['seeds'])} seeds: mean, band = min-max)")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
+    axes[1].set_title("the whole budget (log axis)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Meta-training sample efficiency: {len(summary['config']['seeds'])} seeds, mean and min-max band")
     return _save(fig, path)
 
 

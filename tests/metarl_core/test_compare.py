@@ -84,6 +84,8 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
     assert "id_accuracy" in methods["contextual"]["within"]["power"]
     assert "id_accuracy" not in methods["rl2"]["within"]["power"]
     assert "eval/adapted_return" in methods["fomaml"]["steps_to_level"]
+    assert set(methods["rl2"]["steps_to_fraction"]) == {"0.8", "0.95"}
+    assert 0 < summary["jobs_span_s"] <= summary["comparison_wall_s"]
     oracle = methods["oracle"]["mix_return"]["mean"]
     assert summary["efficiency_level"] == pytest.approx(0.9 * oracle)
     assert [c["name"].split()[-5] for c in summary["checks"]] == ["fomaml", "rl2"]
@@ -98,6 +100,7 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
     for m in methods.values():
         assert m["label"] in text
     assert "thorough_expert (held out)" in text and "| K = 3 |" in text and "hand-written: compromise" in text
+    assert "| to 80% | to 95% |" in text and "min for all runs, 1 at a time" in text
     for key in ("efficiency", "fewshot"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[key].stat().st_size > 10_000
 
