@@ -99,7 +99,10 @@ class Connection:
             f"Content-Length: {len(payload)}\r\nX-API-Key: {key}\r\n\r\n"
         )
         self.writer.write(head.encode() + payload)
-        status = int((await self.reader.readline()).split()[1])
+        status_line = await self.reader.readline()
+        if not status_line:  # the server closed the idle connection (keep-alive timeout) before reading
+            raise ConnectionError("connection closed by the server")
+        status = int(status_line.split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode().partition(":")
