@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ _STORED_REPLY = select(_T.c.reply).where(
     _T.c.conversation_id == bindparam("id_"), _T.c.idempotency_key == bindparam("key")
 )
 _INSERT_TURN = insert(_T)
+_INSERT_CONVERSATION = insert(_C)
 _CLIENT_OF_KEY = select(db.ApiKey.id).where(db.ApiKey.key_hash == bindparam("hash"), db.ApiKey.revoked.is_(False))
 _UPDATE_CONVERSATION = update(_C).where(_C.c.id == bindparam("id_"))
 
@@ -167,16 +169,22 @@ class Runtime:
             raise ServiceError(422, str(e)) from e
         if ObservationLayout(dom.n_slots).size != self.agent.spec.obs_dim:
             raise ServiceError(422, f"the loaded policy does not serve domain {domain!r}")
-        with self.write() as session:
-            conv = db.Conversation(
-                api_key_id=client_id,
-                client_user_ref=client_user_ref,
-                domain=dom.name,
-                state=new_state(dom, self.settings.max_turns, self.agent.latent_dim),
+        conversation_id, now = str(uuid.uuid4()), datetime.now(UTC)
+        with self.write_connection() as conn:
+            conn.execute(
+                _INSERT_CONVERSATION,
+                {
+                    "id": conversation_id,
+                    "api_key_id": client_id,
+                    "client_user_ref": client_user_ref,
+                    "domain": dom.name,
+                    "state": new_state(dom, self.settings.max_turns, self.agent.latent_dim),
+                    "turn_count": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.add(conv)
-            session.commit()
-            return conv.id
+        return conversation_id
 
     def open_conversation_of(self, client_id: int, client_user_ref: str) -> str | None:
         """The newest conversation of ``client_user_ref`` that has not ended, if there is one."""
