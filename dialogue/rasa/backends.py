@@ -127,9 +127,11 @@ class HttpBackend:
             )
         return self._clients[loop]
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
         try:
-            r = await self._client().request(method, path, json=body)
+            r = await self._client().request(method, path, json=body, params=params)
         except httpx.HTTPError as e:
             raise BackendUnavailableError(f"segdial API at {self.url} is unreachable: {type(e).__name__}: {e}") from e
         if r.status_code in (401, 403) or r.status_code >= 500:
@@ -145,7 +147,10 @@ class HttpBackend:
         return str(created["id"])
 
     async def open_conversation(self, sender_id: str) -> str | None:
-        return None  # the API has no lookup by client_user_ref: the conversation slot carries the id
+        found = await self._call(
+            "GET", "/v1/conversations", params={"client_user_ref": sender_id, "open": "true", "limit": 1}
+        )
+        return str(found["conversations"][0]["id"]) if found["conversations"] else None
 
     async def turn(self, conversation_id: str, body: TurnIn) -> ReplyOut:
         return ReplyOut(

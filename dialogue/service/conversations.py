@@ -186,19 +186,32 @@ class Runtime:
             )
         return conversation_id
 
+    def conversations_of(
+        self, client_id: int, client_user_ref: str, *, open_only: bool = False, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """The conversations of ``client_user_ref`` (newest first), only those not ended with ``open_only``."""
+        query = select(_C.c.id, _C.c.created_at, _C.c.ended_at, _C.c.turn_count, _C.c.segment).where(
+            _C.c.api_key_id == client_id, _C.c.client_user_ref == client_user_ref
+        )
+        if open_only:
+            query = query.where(_C.c.ended_at.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(_C.c.created_at.desc()).limit(limit)).all()
+        return [
+            {
+                "id": r.id,
+                "created_at": r.created_at.isoformat(),
+                "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                "turn_count": r.turn_count,
+                "segment": r.segment,
+            }
+            for r in rows
+        ]
+
     def open_conversation_of(self, client_id: int, client_user_ref: str) -> str | None:
         """The newest conversation of ``client_user_ref`` that has not ended, if there is one."""
-        with self.reads() as session:
-            return session.scalar(
-                select(db.Conversation.id)
-                .where(
-                    db.Conversation.api_key_id == client_id,
-                    db.Conversation.client_user_ref == client_user_ref,
-                    db.Conversation.ended_at.is_(None),
-                )
-                .order_by(db.Conversation.created_at.desc())
-                .limit(1)
-            )
+        found = self.conversations_of(client_id, client_user_ref, open_only=True, limit=1)
+        return str(found[0]["id"]) if found else None
 
     def user_turn(self, client_id: int, conversation_id: str, body: TurnIn) -> TurnResult:
         """One user turn (text, structured acts, or both) -> the system's reply and the segment read-out.

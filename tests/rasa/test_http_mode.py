@@ -82,6 +82,15 @@ def test_a_retried_call_replays_through_the_api(
     assert len(conv["turns"]) == 2
 
 
+def test_a_retried_first_message_replays_through_the_api(
+    actions: ActionServer, tracker: RasaTracker, rasa_domain: dict[str, Any]
+) -> None:
+    """A retry of the first turn, before any slot holds the conversation: the API finds the sender's open one."""
+    tracker.user_says("cheap italian", "inform", CHEAP_ITALIAN)
+    [conv] = actions.sent_twice(tracker, POLICY, rasa_domain)
+    assert len(conv["turns"]) == 1
+
+
 @pytest.mark.parametrize("broken", ["wrong key", "no API there"])
 def test_an_api_it_cannot_use_is_a_json_502(
     api: tuple[ServerProcess, str, str], action_server_of: Any, tracker: RasaTracker, tmp_path: Path, broken: str

@@ -1,15 +1,15 @@
-"""``/v1/conversations``: start a conversation, post user turns, read it back, end it."""
+"""``/v1/conversations``: start a conversation, post user turns, read it back, end it, find a user's."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from dialogue.service.conversations import TurnResult
 from dialogue.service.deps import ClientDep, RuntimeDep, served
-from dialogue.service.schemas import ConversationIn, EndIn, ReplyOut, TurnIn
+from dialogue.service.schemas import NO_NUL, ConversationIn, EndIn, ReplyOut, TurnIn
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -22,6 +22,18 @@ def create_conversation(
     conversation_id = served(lambda: runtime.start_conversation(client, body.domain, body.client_user_ref))
     request.app.state.metrics["conversations"].inc()
     return {"id": conversation_id}
+
+
+@router.get("")
+def list_conversations(
+    client: ClientDep,
+    runtime: RuntimeDep,
+    client_user_ref: Annotated[str, Query(max_length=200, pattern=NO_NUL, description="The client's user reference")],
+    open_only: Annotated[bool, Query(alias="open", description="Only conversations that have not ended")] = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, list[dict[str, Any]]]:
+    """A user's conversations (by the ``client_user_ref`` given when they started), newest first."""
+    return {"conversations": runtime.conversations_of(client, client_user_ref, open_only=open_only, limit=limit)}
 
 
 @router.post("/{conversation_id}/turns", response_model=ReplyOut)
