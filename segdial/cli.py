@@ -555,10 +555,10 @@ def nlu_train(
     out: Annotated[Path, typer.Option(help="Folder for the NLU artifact.")] = Path("models/nlu"),
     seed: Annotated[int, typer.Option(help="Random seed of the simulated dialogues.")] = 0,
 ) -> None:
-    """Train the act-type classifier on simulated user utterances of every segment and domain."""
+    """Train the act-type and register classifiers on simulated user utterances of every segment and domain."""
     import time
 
-    from dialogue.nlu import ACT_NAMES, REGISTERS, SentenceEncoder, save_nlu, train_act_classifier
+    from dialogue.nlu import ACT_NAMES, REGISTERS, SentenceEncoder, save_nlu, text_features, train_act_classifier
     from simulators.corpus import collect_utterances
 
     if dialogues < 1:
@@ -580,7 +580,7 @@ def nlu_train(
     with torch.no_grad():
         train_acc = float((clf(torch.as_tensor(x)).argmax(-1).numpy() == y).mean())
     reg_texts = sorted(registers)
-    xr = encoder.encode([t for t, _ in reg_texts])
+    xr = text_features([t for t, _ in reg_texts])
     yr = np.array([REGISTERS.index(r) for _, r in reg_texts])
     reg_weights = np.array([registers[t] for t in reg_texts], dtype=np.float64)
     reg = train_act_classifier(xr, yr, reg_weights, seed=seed, n_classes=len(REGISTERS))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from dialogue.domain import available_domains, load_domain
-from dialogue.nlu import NLU, NLUError, SlotMatcher
+from dialogue.nlu import NLU, TEXT_FEATURES, NLUError, SlotMatcher, text_features
+from simulators.corpus import collect_utterances
 
 NLU_PATH = Path(__file__).resolve().parents[2] / "models" / "nlu"
 
@@ -60,3 +67,31 @@ def test_slot_matching_exact_fuzzy_and_context() -> None:
 def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NLUError, match="segdial nlu train"):
         NLU.load(tmp_path, {})
+
+
+def test_text_features_are_the_same_in_every_process() -> None:
+    """The register classifier's features use CRC-32, not Python's per-process salted ``hash``."""
+    texts = ["um, hi there, could you maybe help?", "cheap north", ""]
+    here = text_features(texts)
+    code = (
+        "import sys, numpy as np; from dialogue.nlu import text_features; "
+        f"np.save(sys.stdout.buffer, text_features({texts!r}))"
+    )
+    for seed in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, check=True
+        ).stdout
+        assert np.array_equal(np.load(io.BytesIO(out)), here)
+    assert here.shape == (3, TEXT_FEATURES) and np.allclose(np.linalg.norm(here, axis=1), 1.0)
+
+
+def test_the_register_is_read_without_the_encoder(nlu: NLU, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register of held-out simulated utterances of every segment, with the sentence encoder switched off."""
+
+    def no_encoder(texts: list[str], batch_size: int = 128) -> Any:
+        raise AssertionError("the register must not run the sentence encoder")
+
+    monkeypatch.setattr(nlu.encoder, "encode", no_encoder)
+    corpus = collect_utterances(40, domain="restaurant", seed=987)
+    assert {u.register for u in corpus} == {0.0, 0.5, 1.0}
+    assert [nlu.register(u.text) for u in corpus] == [u.register for u in corpus]
