@@ -15,10 +15,10 @@ system act.
   rising until the server saturates (served < 90% of offered, or p99 > 1 s).
 
 Two modes of the action: `acts` (SEGDIAL_RASA_SEND_TEXT=false: Rasa's intent and entities only,
-the policy step and the database write) and `acts+text` (the default: the words go too, and
-segdial's sentence encoder reads the user's register from them on every turn).
+the policy step and the database write) and `acts+text` (the default: the words go too, are stored,
+and the NLU reads the user's register from them on every turn with its n-gram classifier).
 
-Bar on this 2-core machine (shared by client and server): >= 300 calls/s for `acts` calls, with
+Bar on this 2-core machine (shared by client and server): >= 300 calls/s, in both modes, with
 p99 latency reported.
 
 Usage: python bench/actions_throughput.py [--quick] [--json PATH] [--databases sqlite,postgresql]
@@ -235,7 +235,8 @@ def main() -> None:
     p = parser("actions_throughput", __doc__.splitlines()[0])
     p.add_argument("--databases", default="sqlite", help="comma-separated: sqlite, postgresql")
     args = p.parse_args()
-    modes = {"acts": (False, [100, 200, 300, 400, 500, 600]), "acts+text": (True, [25, 50, 75, 100, 150, 200])}
+    rates: list[float] = [100, 200, 300, 400, 500, 600]
+    modes = {"acts": (False, rates), "acts+text": (True, rates)}
     results: dict[str, Any] = {}
     checks = []
     with tempfile.TemporaryDirectory() as folder:
@@ -248,15 +249,16 @@ def main() -> None:
                 finally:
                     server.stop()
                 results[f"{kind}/{mode}"] = row
-            acts = results[f"{kind}/acts"]
-            best = max(acts["closed_loop"], key=lambda r: r["calls_per_s"])
-            checks.append(
-                check_line(
-                    f"{kind}: >= {BAR_CALLS_PER_S:.0f} webhook calls/s (acts, in-process policy)",
-                    best["calls_per_s"] >= BAR_CALLS_PER_S,
-                    f"{best['calls_per_s']:.0f} calls/s with {best['clients']} clients, p99 {best['p99_ms']:.1f} ms",
+            for mode in modes:
+                best = max(results[f"{kind}/{mode}"]["closed_loop"], key=lambda r: r["calls_per_s"])
+                checks.append(
+                    check_line(
+                        f"{kind}: >= {BAR_CALLS_PER_S:.0f} webhook calls/s ({mode}, in-process policy)",
+                        best["calls_per_s"] >= BAR_CALLS_PER_S,
+                        f"{best['calls_per_s']:.0f} calls/s with {best['clients']} clients, "
+                        f"p99 {best['p99_ms']:.1f} ms",
+                    )
                 )
-            )
     # Other work on the machine takes CPU from both the server and this client: say how busy it was.
     load = dict(zip(("1min", "5min", "15min"), os.getloadavg(), strict=True))
     print(f"load average at the end: {load['1min']:.2f} (1 min), {load['5min']:.2f} (5 min)")
