@@ -389,7 +389,8 @@ def compare(
     seed, then measured within one conversation, few-shot on held-out segments and for sample
     efficiency, next to hand-written policies. A killed run keeps its finished jobs and resumes.
     """
-    from metarl_core.compare import CompareConfig, markdown, run_comparison, write_outputs
+    from metarl_core.compare import CompareConfig, run_comparison
+    from metarl_core.compare_report import markdown, write_outputs
 
     if not config.is_file():
         fail(f"no config file at {config}")

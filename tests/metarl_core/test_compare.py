@@ -23,7 +23,8 @@ import pytest
 
 from dialogue.tracker import ObservationLayout
 from metarl_core import compare as cmp
-from metarl_core.compare import METHODS, CompareConfig, markdown, run_comparison, steps_to_reach, write_outputs
+from metarl_core.compare import METHODS, CompareConfig, run_comparison, steps_to_reach
+from metarl_core.compare_report import markdown, write_outputs
 from metarl_core.ppo import Trainer
 from segdial import cli
 from simulators.policies import make_policy
