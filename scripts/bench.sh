@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 for b in bench/*.py; do
   name=$(basename "$b" .py)
+  [ "$name" = common ] && continue  # shared plumbing, not a benchmark
   .venv/bin/python "$b" --json "bench/results/$name.json" "$@"
 done
