@@ -6,14 +6,17 @@ served as fixtures from here rather than imported.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 import simulators  # noqa: F401  (registers the environments)
 from dialogue.domain import Domain, load_domain
+from segdial import cli
 from simulators.profiles import PARAMETERS
 
 DOMAINS: tuple[str, ...] = ("restaurant", "hotel")
@@ -85,3 +88,29 @@ def make_params() -> Callable[..., np.ndarray]:
 def draws() -> Callable[..., Draws]:
     """``draws(default, values)``: a fresh scripted uniform source."""
     return Draws
+
+
+SegdialRunner = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def segdial(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> SegdialRunner:
+    """``segdial(*args, env={...})``: ``segdial ARGS`` in-process; returns (exit code, stdout, stderr).
+
+    ``env`` sets environment variables (``SEGDIAL_*`` settings) for the call. The console is wide
+    so that tables are not wrapped. An exception that ``segdial.cli.main`` does not turn into an
+    exit (a traceback for the user) propagates to the test.
+    """
+
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", ["segdial", *args])
+        monkeypatch.setattr(cli, "console", Console(width=200))
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        out, err = capsys.readouterr()
+        code = exit_info.value.code
+        return (0 if code is None else int(code)), out, err
+
+    return run

@@ -9,27 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
-from segdial import cli
 
 SEGDIAL = Path(sys.executable).parent / "segdial"
 COLUMNS = ("segment", "dialogues", "success rate", "mean return", "mean turns", "hang-up rate")
-
-
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``segdial ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["segdial", *args])
-    # A wide console, so that the table's headers are not wrapped.
-    monkeypatch.setattr(cli, "console", Console(width=200))
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
@@ -58,19 +44,19 @@ def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> Non
     ],
 )
 def test_bad_arguments_give_one_line_errors(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], fragments: list[str]
+    segdial: Callable[..., tuple[int, str, str]], args: list[str], fragments: list[str]
 ) -> None:
-    code, out, err = run_main(monkeypatch, capsys, "simulate", "-n", "10", *args)
+    code, out, err = segdial("simulate", "-n", "10", *args)
     assert_one_line_error(code, out, err, *fragments)
 
 
-def test_unknown_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_main(monkeypatch, capsys, "fly")
+def test_unknown_command(segdial: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, err = segdial("fly")
     assert_one_line_error(code, out, err, "fly")
 
 
-def test_simulate_prints_the_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_main(monkeypatch, capsys, "simulate", "--policy", "oracle", "-n", "60", "--seed", "1")
+def test_simulate_prints_the_table(segdial: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, err = segdial("simulate", "--policy", "oracle", "-n", "60", "--seed", "1")
     assert code == 0, err
     for column in COLUMNS:
         assert column in out, column
@@ -80,17 +66,15 @@ def test_simulate_prints_the_table(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     assert "USER:" not in out
 
 
-def test_simulate_one_segment_and_domain(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(
-        monkeypatch, capsys, "simulate", "--policy", "casual", "--segment", "casual", "--domain", "hotel", "-n", "20"
-    )
+def test_simulate_one_segment_and_domain(segdial: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = segdial("simulate", "--policy", "casual", "--segment", "casual", "--domain", "hotel", "-n", "20")
     assert code == 0
     assert "hotel" in out and "casual" in out
     assert not any(line.strip("│┃ ").startswith("all") for line in out.splitlines())
 
 
-def test_simulate_show_prints_transcripts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_main(monkeypatch, capsys, "simulate", "--policy", "core", "-n", "20", "--show", "2")
+def test_simulate_show_prints_transcripts(segdial: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = segdial("simulate", "--policy", "core", "-n", "20", "--show", "2")
     assert code == 0
     lines = out.splitlines()
     assert sum(line.startswith("--- dialogue ") for line in lines) == 2

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from metarl_core import compare as cmp
 from metarl_core.compare import METHODS, CompareConfig, run_comparison, steps_to_reach
 from metarl_core.compare_report import markdown, write_outputs
 from metarl_core.ppo import Trainer
-from segdial import cli
 from simulators.policies import make_policy
 from simulators.rollout import run_dialogues
 
@@ -207,14 +206,6 @@ def test_quick_table_lays_over_the_config() -> None:
     assert quick.method["rl2"] == {"memory_dim": 4} and quick.method["fomaml"] == TINY["method"]["fomaml"]
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["segdial", "compare", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    code = exit_info.value.code
-    return int(code or 0), capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("toml", "args", "fragment"),
     [
@@ -226,8 +217,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     ],
 )
 def test_cli_errors_are_one_line(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    segdial: Callable[..., tuple[int, str, str]],
     tmp_path: Path,
     toml: str | None,
     args: list[str],
@@ -236,7 +226,7 @@ def test_cli_errors_are_one_line(
     path = tmp_path / "compare.toml"
     if toml is not None:
         path.write_text(toml)
-    code, err = run_cli(monkeypatch, capsys, "--config", str(path), "--out", str(tmp_path / "out"), *args)
+    code, _, err = segdial("compare", "--config", str(path), "--out", str(tmp_path / "out"), *args)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
     assert not (tmp_path / "out").exists()

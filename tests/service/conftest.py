@@ -14,7 +14,6 @@ as fixtures from here.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from rich.console import Console
 from sqlalchemy.engine import Engine
 
 from dialogue.acts import SystemAct, UserTurn
@@ -32,7 +30,6 @@ from dialogue.service import db
 from dialogue.service.app import create_app, create_key
 from dialogue.service.settings import DEFAULT_MODEL, Settings
 from metarl_core.inference import Agent
-from segdial import cli
 from simulators.env import SegmentDialogueEnv
 
 POSTGRES_URL = os.environ.get("SEGDIAL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -197,24 +194,9 @@ def stored(engine: Engine) -> Callable[[str], dict[str, Any]]:
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """``run_cli(database_url, *args)``: ``segdial ARGS`` in-process; returns (exit code, stdout, stderr).
-
-    An exception that ``segdial.cli.main`` does not turn into an exit (a traceback for the user)
-    propagates to the test.
-    """
-
-    def run(url: str, *args: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("SEGDIAL_DATABASE_URL", url)
-        monkeypatch.setattr(sys, "argv", ["segdial", *args])
-        monkeypatch.setattr(cli, "console", Console(width=200))
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return (0 if code is None else int(code)), out, err
-
-    return run
+def run_cli(segdial: Callable[..., tuple[int, str, str]]) -> Callable[..., tuple[int, str, str]]:
+    """``run_cli(database_url, *args)``: ``segdial ARGS`` in-process on that database (see ``segdial``)."""
+    return lambda url, *args: segdial(*args, env={"SEGDIAL_DATABASE_URL": url})
 
 
 class Api:
