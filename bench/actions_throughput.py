@@ -39,12 +39,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import numpy as np
 import yaml
-from common import Connection, check_line, free_port, parser, write_json
-from service_latency import PG_ADMIN, SimulatedUser
-from sqlalchemy import create_engine, text
+from common import Connection, ServerProcess, check_line, free_port, fresh_postgres, parser, write_json
+from service_latency import SimulatedUser
 
 from dialogue.rasa.mapping import CONVERSATION_SLOT, SYSTEM_ACT_SLOT
 from dialogue.rasa.webhook import RasaTracker, parse_data_of
@@ -60,12 +58,7 @@ def fresh_database(kind: str, folder: str) -> str:
     """A new empty database: a SQLite file in ``folder`` or a PostgreSQL database, migrated."""
     if kind == "sqlite":
         return f"sqlite:///{folder}/actions.db"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-        conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-    admin.dispose()
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+    url = fresh_postgres(PG_DATABASE)
     subprocess.run(
         [sys.executable, "-m", "segdial.cli", "db", "upgrade"],
         env={**os.environ, "SEGDIAL_DATABASE_URL": url},
@@ -75,43 +68,18 @@ def fresh_database(kind: str, folder: str) -> str:
     return url
 
 
-class ActionServer:
+class ActionServer(ServerProcess):
     """`segdial actions` in its own process on a free port."""
 
     def __init__(self, url: str, send_text: bool) -> None:
-        self.port = free_port()
+        port = free_port()
         env = {
-            **os.environ,
             "SEGDIAL_DATABASE_URL": url,
             "SEGDIAL_LOG_LEVEL": "warning",
             "SEGDIAL_RASA_SEND_TEXT": str(send_text).lower(),
             "OMP_NUM_THREADS": "1",
         }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "segdial.cli", "actions", "--port", str(self.port)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the action server exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the action server did not answer /health within 120 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().__init__([sys.executable, "-m", "segdial.cli", "actions", "--port", str(port)], env, port, "/health")
 
 
 class RasaConversation:

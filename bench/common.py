@@ -113,3 +113,47 @@ class Connection:
             return status, json.loads(data) if data else None
         except json.JSONDecodeError:  # an error page in plain text
             return status, data.decode(errors="replace")
+
+
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+def fresh_postgres(name: str, options: str = "") -> str:
+    """Drop and create the PostgreSQL database ``name`` on this machine's server; returns its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"{PG_SERVER}/{name}{options}"
+
+
+class ServerProcess:
+    """A server started as its own process, returned once ``health_path`` answers 200."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int, health_path: str, timeout: float = 120) -> None:
+        import httpx
+
+        self.port = port
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                raise RuntimeError(f"{' '.join(args[-3:])} exited: {err}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{health_path}", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{' '.join(args[-3:])} did not answer {health_path} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -33,18 +33,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import numpy as np
-from common import Connection, check_line, free_port, parser, write_json
-from sqlalchemy import create_engine, text
+from common import Connection, ServerProcess, check_line, free_port, fresh_postgres, parser, write_json
 
 from dialogue.acts import SystemAct
 from simulators.env import SegmentDialogueEnv
 
 ROOT = Path(__file__).resolve().parents[1]
-SEGDIAL = str(ROOT / ".venv" / "bin" / "segdial") if (ROOT / ".venv" / "bin" / "segdial").exists() else "segdial"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-PG_BENCH = "postgresql+psycopg://postgres@127.0.0.1:5432/segdial_bench"
+SEGDIAL = [sys.executable, "-m", "segdial.cli"]
 CONVERSATIONS = 50
 
 
@@ -59,54 +55,24 @@ DATABASES = {
 def fresh_database(kind: str, folder: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{folder}/bench.db"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS segdial_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE segdial_bench"))
-    admin.dispose()
-    return PG_BENCH + ("?options=-csynchronous_commit%3Doff" if kind == "postgresql-async-commit" else "")
+    return fresh_postgres(
+        "segdial_bench", "?options=-csynchronous_commit%3Doff" if kind == "postgresql-async-commit" else ""
+    )
 
 
-class Server:
-    """`segdial serve` in its own process on a free port."""
+class Server(ServerProcess):
+    """`segdial serve` in its own process on a free port, on a migrated database with a key of its own."""
 
     def __init__(self, url: str, workers: int = 1) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "SEGDIAL_WORKERS": str(workers),
-            "SEGDIAL_DATABASE_URL": url,
-            "SEGDIAL_PORT": str(self.port),
-            "SEGDIAL_LOG_LEVEL": "warning",
-        }
-        subprocess.run([SEGDIAL, "db", "upgrade"], env=self.env, check=True, capture_output=True)
-        self.key = (
-            subprocess.run(
-                [SEGDIAL, "keys", "create", "bench"], env=self.env, check=True, capture_output=True, text=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
+        env = {**os.environ, "SEGDIAL_DATABASE_URL": url}
+        subprocess.run([*SEGDIAL, "db", "upgrade"], env=env, check=True, capture_output=True)
+        created = subprocess.run(
+            [*SEGDIAL, "keys", "create", "bench"], env=env, check=True, capture_output=True, text=True
         )
-        self.proc = subprocess.Popen(
-            [SEGDIAL, "serve"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the server did not become ready within 60 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.key = created.stdout.strip().splitlines()[-1]
+        port = free_port()
+        settings = {"SEGDIAL_WORKERS": str(workers), "SEGDIAL_PORT": str(port), "SEGDIAL_LOG_LEVEL": "warning"}
+        super().__init__([*SEGDIAL, "serve"], {"SEGDIAL_DATABASE_URL": url, **settings}, port, "/readyz")
 
 
 class SimulatedUser:
