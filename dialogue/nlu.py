@@ -12,7 +12,8 @@
   embedding similarity of word n-grams to the values; requestable and booking slots by their
   values and names.
 
-``NLU.parse(text)`` returns the same structured acts a backend would send, plus a confidence.
+``NLU.read(text, domain)`` returns the same structured acts a backend would send, the act type's
+confidence and the register.
 """
 
 from __future__ import annotations
@@ -265,11 +266,6 @@ class NLU:
         """Structured acts, act-type confidence and register of one utterance (one encoder pass)."""
         (act,), (conf,) = self.act_types([text])
         return Reading(self._acts(act, text, domain), conf, self.register(text))
-
-    def parse(self, text: str, domain: str) -> tuple[list[dict[str, Any]], float]:
-        """Structured acts for one utterance and the act-type confidence."""
-        reading = self.read(text, domain)
-        return reading.acts, reading.confidence
 
     def _acts(self, act: str, text: str, domain: str) -> list[dict[str, Any]]:
         """The structured acts of an utterance whose act type is ``act``: the slots come from the words."""

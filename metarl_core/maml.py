@@ -274,10 +274,6 @@ class MAMLTrainer(Trainer):
     def _fraction_done(self) -> float:
         return min(self.global_step / self.cfg.total_steps, 1.0)
 
-    @property
-    def planned_steps(self) -> int:
-        return self.cfg.total_steps
-
     def _play_phase(self, phase: str, policies: list[PolicyFn]) -> Episodes:
         """Every task's conversations of one phase, each task with its policy, in one window."""
         seed = self.cfg.seed * 1_000_003 + self.update * 16 + (0 if phase == "inner" else 8)

@@ -403,11 +403,6 @@ class Trainer:
     def _fraction_done(self) -> float:
         return self.update / self.n_updates
 
-    @property
-    def planned_steps(self) -> int:
-        """Environment steps the whole run takes."""
-        return self.n_updates * self.batch_steps
-
     def train(self, progress: ProgressFn | None = None, stop_after: int | None = None) -> None:
         """Run (or continue) training; ``stop_after`` ends early after that many updates (tests)."""
         from torch.utils.tensorboard import SummaryWriter

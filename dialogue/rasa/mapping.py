@@ -50,7 +50,6 @@ CONVERSATION_SLOT = "segdial_conversation_id"
 SYSTEM_ACT_SLOT = "segdial_system_act"
 OUTCOME_SLOT = "segdial_outcome"
 RATING_SLOT = "segdial_rating"
-REPLY_SLOTS = (CONVERSATION_SLOT, SEGMENT_SLOT, CONFIDENCE_SLOT, SYSTEM_ACT_SLOT)
 REQUESTABLE_ENTITY = "requestable"
 RESPONSE_PREFIX = "utter_segdial_"
 DONTCARE = "dontcare"

@@ -41,8 +41,8 @@ def test_act_types_of_simulated_styles(nlu: NLU, text: str, act: str) -> None:
     assert nlu.act_types([text])[0] == [act]
 
 
-def test_parse_gives_structured_acts(nlu: NLU) -> None:
-    acts, conf = nlu.parse(
+def test_read_gives_structured_acts(nlu: NLU) -> None:
+    acts, conf, _ = nlu.read(
         "well, I was thinking of a place somewhere in the north maybe, with some curry food", "restaurant"
     )
     assert {(a["act"], a["slot"], a["value"]) for a in acts} == {
@@ -50,7 +50,7 @@ def test_parse_gives_structured_acts(nlu: NLU) -> None:
         ("inform", "food", "indian"),
     }
     assert 0.5 < conf <= 1.0
-    acts, _ = nlu.parse("Please book it for 4 people on friday at 19:00.", "restaurant")
+    acts, _, _ = nlu.read("Please book it for 4 people on friday at 19:00.", "restaurant")
     assert {(a["slot"], a["value"]) for a in acts} == {("people", "4"), ("day", "friday"), ("time", "19:00")}
 
 
