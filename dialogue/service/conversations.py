@@ -5,14 +5,16 @@ rows and give the same replies. A ``Runtime`` holds what a process loads once (s
 database engine, the policy, the NLU); nothing about a conversation is kept in memory between
 calls.
 
-A turn is one write transaction: it locks the conversation row (``SELECT ... FOR UPDATE`` on
-PostgreSQL; on SQLite the database write lock, taken at ``BEGIN IMMEDIATE``), replays the stored
-reply of a retried idempotency key, applies the turn to the stored state and writes the state and
-the turn back. The NLU, the slow part of a text turn, runs before that transaction, so writers
-hold the lock only for the policy step and the row writes. On SQLite the writers also queue on
-``db.SqliteWriteQueue`` (threads and worker processes alike): SQLite's own busy handler makes
-waiting writers sleep in steps of up to 100 ms, which turned short queues into second-long stalls
-under load.
+A turn is optimistic: it reads the stored state (and the stored reply of a retried idempotency
+key) without taking a lock, runs the NLU and the policy step, and then writes the turn only if the
+conversation is still at the turn count it read (``UPDATE ... WHERE turn_count = :seen``). A turn
+that lost that race to a concurrent turn on the same conversation reads again and recomputes, so
+turn indexes are never lost or duplicated and a retried key still gets its stored reply. Locks are
+held only for the writes. On PostgreSQL the write is one statement (the conditional update and the
+turn's insert in one data-modifying CTE, its own transaction), so a turn's database work is two
+round trips. On SQLite the writers queue on ``db.SqliteWriteQueue`` (threads and worker processes
+alike): SQLite's own busy handler makes waiting writers sleep in steps of up to 100 ms, which
+turned short queues into second-long stalls under load.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +39,7 @@ from dialogue.nlu import NLU
 from dialogue.service import db
 from dialogue.service.schemas import ReplyOut, TurnIn
 from dialogue.service.settings import Settings
-from dialogue.service.turns import TurnError, new_state, parse_acts, take_turn
+from dialogue.service.turns import ParsedTurn, Reply, TurnError, new_state, parse_acts, take_turn
 from dialogue.tracker import ObservationLayout
 from metarl_core.inference import Agent
 
@@ -46,18 +48,39 @@ KEY_PREFIX = "sdk_"
 
 # The turn's statements, built once (their compiled form is cached; only parameters change).
 _C, _T = db.CONVERSATIONS, db.TURNS
-_LOCK_CONVERSATION = (
-    select(_C.c.domain, _C.c.state, _C.c.turn_count, _C.c.ended_at)
+# The stored state and, for a retried idempotency key, the stored reply (NULL otherwise).
+_READ_TURN_STATE = (
+    select(_C.c.domain, _C.c.state, _C.c.turn_count, _C.c.ended_at, _T.c.reply)
+    .select_from(_C.outerjoin(_T, and_(_T.c.conversation_id == _C.c.id, _T.c.idempotency_key == bindparam("key"))))
     .where(_C.c.id == bindparam("id_"), _C.c.api_key_id == bindparam("client"))
-    .with_for_update()
 )
-_STORED_REPLY = select(_T.c.reply).where(
-    _T.c.conversation_id == bindparam("id_"), _T.c.idempotency_key == bindparam("key")
+# The conversation's new state, only if no other turn was stored since it was read.
+_TURN_UPDATES = ("state", "turn_count", "segment", "confidence", "updated_at", "ended_at")
+_CLAIM_CONVERSATION = (
+    update(_C)
+    .where(_C.c.id == bindparam("id_"), _C.c.turn_count == bindparam("seen"))
+    .values({name: bindparam(f"c_{name}", type_=_C.c[name].type) for name in _TURN_UPDATES})
 )
-_INSERT_TURN = insert(_T)
+_TURN_VALUES = [c for c in _T.c if c.name not in ("id", "conversation_id")]
+_INSERT_TURN = insert(_T).values(
+    conversation_id=bindparam("id_"), **{c.name: bindparam(f"t_{c.name}", type_=c.type) for c in _TURN_VALUES}
+)
+# PostgreSQL: both in one statement; the turn is inserted only if the update claimed the row.
+_claimed = _CLAIM_CONVERSATION.returning(_C.c.id).cte("claimed")
+_CLAIM_AND_INSERT_TURN = (
+    insert(_T)
+    .from_select(
+        ["conversation_id", *(c.name for c in _TURN_VALUES)],
+        select(_claimed.c.id, *(bindparam(f"t_{c.name}", type_=c.type) for c in _TURN_VALUES)),
+    )
+    .returning(_T.c.id)
+)  # a row when the turn was stored (``rowcount`` is not reliable for INSERT ... SELECT)
 _INSERT_CONVERSATION = insert(_C)
 _CLIENT_OF_KEY = select(db.ApiKey.id).where(db.ApiKey.key_hash == bindparam("hash"), db.ApiKey.revoked.is_(False))
-_UPDATE_CONVERSATION = update(_C).where(_C.c.id == bindparam("id_"))
+
+# How often a turn reads again after losing the race to a concurrent turn on its conversation
+# before it is refused with 409 (the client may retry with the same idempotency key).
+TURN_ATTEMPTS = 10
 
 
 class ServiceError(Exception):
@@ -99,11 +122,13 @@ class Runtime:
     reads: sessionmaker = field(init=False)
     writes: sessionmaker = field(init=False)
     _writer: Engine = field(init=False)
+    _statements: Engine = field(init=False)
     _write_queue: db.SqliteWriteQueue | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.reads = db.session_factory(self.engine)
         self._writer = db.writer(self.engine)
+        self._statements = db.autocommit(self.engine)
         self.writes = db.session_factory(self._writer)
         self._write_queue = db.SqliteWriteQueue(self.settings.database_url) if self.settings.is_sqlite else None
 
@@ -139,10 +164,21 @@ class Runtime:
         with self._write_queue or contextlib.nullcontext(), self._writer.begin() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def write_statement(self) -> Iterator[Connection]:
+        """A connection for one write statement: on PostgreSQL the statement is its own transaction
+        (no ``BEGIN``/``COMMIT`` round trips); on SQLite the same as ``write_connection``."""
+        if self._write_queue is not None:
+            with self.write_connection() as conn:
+                yield conn
+        else:
+            with self._statements.connect() as conn:
+                yield conn
+
     # -- clients -------------------------------------------------------------------------------
     def client_of(self, key: str) -> int | None:
         """The client id of an API key, or None when it is unknown or revoked."""
-        with self.engine.connect() as conn:
+        with self._statements.connect() as conn:
             return conn.execute(_CLIENT_OF_KEY, {"hash": hash_key(key)}).scalar_one_or_none()
 
     def client_named(self, name: str) -> int:
@@ -170,7 +206,7 @@ class Runtime:
         if ObservationLayout(dom.n_slots).size != self.agent.spec.obs_dim:
             raise ServiceError(422, f"the loaded policy does not serve domain {domain!r}")
         conversation_id, now = str(uuid.uuid4()), datetime.now(UTC)
-        with self.write_connection() as conn:
+        with self.write_statement() as conn:
             conn.execute(
                 _INSERT_CONVERSATION,
                 {
@@ -232,81 +268,71 @@ class Runtime:
         register = 0.5
         if body.text is not None and acts:
             register = self.nlu.register(body.text)
-        elif body.text is not None:
-            with self.reads() as session:
-                domain_name = _owned(session, conversation_id, client_id).domain
-            acts, _, register = self.nlu.read(body.text, domain_name)
-        # Compiled Core statements rather than the ORM: this is the hot path, and a unit-of-work
-        # flush cost more than the policy step.
-        with self.write_connection() as conn:
-            conv = conn.execute(_LOCK_CONVERSATION, {"id_": conversation_id, "client": client_id}).one_or_none()
+        read = {"id_": conversation_id, "client": client_id, "key": body.idempotency_key}
+        parsed: ParsedTurn | None = None
+        for _ in range(TURN_ATTEMPTS):
+            with self._statements.connect() as conn:
+                conv = conn.execute(_READ_TURN_STATE, read).one_or_none()
             if conv is None:
                 raise ServiceError(404, f"no conversation {conversation_id}")
-            if body.idempotency_key:
-                stored = conn.execute(
-                    _STORED_REPLY, {"id_": conversation_id, "key": body.idempotency_key}
-                ).scalar_one_or_none()
-                if stored is not None:
-                    return TurnResult(ReplyOut(**stored), replayed=True)
+            if conv.reply is not None:
+                return TurnResult(ReplyOut(**conv.reply), replayed=True)
             if conv.ended_at is not None:
                 raise ServiceError(409, f"conversation {conversation_id} has ended")
             domain = load_domain(conv.domain)
-            try:
-                parsed = parse_acts(domain, acts)
-            except TurnError as e:
-                raise ServiceError(422, str(e)) from e
+            if parsed is None:  # the NLU and the acts' check do not depend on the state: once
+                if not acts:
+                    acts, _, register = self.nlu.read(body.text or "", domain.name)
+                try:
+                    parsed = parse_acts(domain, acts)
+                except TurnError as e:
+                    raise ServiceError(422, str(e)) from e
             reply = take_turn(self.agent, domain, self.settings.max_turns, conv.state, parsed, register)
-            probs = reply.segment_probabilities
-            segment = max(probs, key=lambda s: probs[s], default=None)
-            confidence = probs[segment] if segment else None
-            out = ReplyOut(
-                conversation_id=conversation_id,
-                turn_index=conv.turn_count,
-                system_act=reply.system_act,
-                system_slot=reply.system_slot,
-                system_text=reply.system_text,
-                segment=segment,
-                confidence=confidence,
-                segment_probabilities=probs,
-                posterior_mean=reply.posterior_mean,
-                posterior_variance=reply.posterior_variance,
-                ended=reply.ended,
-            )
-            now = datetime.now(UTC)
-            try:
-                conn.execute(
-                    _INSERT_TURN,
-                    {
-                        "conversation_id": conversation_id,
-                        "turn_index": conv.turn_count,
-                        "idempotency_key": body.idempotency_key,
-                        "user_text": body.text,
-                        "user_acts": acts,
-                        "system_act": reply.system_act,
-                        "system_slot": reply.system_slot,
-                        "system_text": reply.system_text,
-                        "belief": reply.belief.to_dict(),
-                        "segment_probabilities": probs,
-                        "reply": out.model_dump(),
-                        "latency_ms": 1000 * (time.perf_counter() - started),
-                        "created_at": now,
-                    },
-                )
-            except IntegrityError as e:  # a concurrent request with the same key won the race
-                raise ServiceError(409, "a concurrent turn on this conversation was stored first; retry") from e
-            conn.execute(
-                _UPDATE_CONVERSATION,
-                {
-                    "id_": conversation_id,
-                    "state": reply.state,
-                    "turn_count": conv.turn_count + 1,
-                    "segment": segment,
-                    "confidence": confidence,
-                    "updated_at": now,
-                    "ended_at": now if reply.ended else None,
-                },
-            )
-        return TurnResult(out, replayed=False)
+            out = _reply_out(conversation_id, conv.turn_count, reply)
+            if self._store_turn(conv.turn_count, out, reply, body, acts, started):
+                return TurnResult(out, replayed=False)
+        raise ServiceError(409, "concurrent turns on this conversation kept being stored first; retry")
+
+    def _store_turn(
+        self, seen: int, out: ReplyOut, reply: Reply, body: TurnIn, acts: list[dict[str, Any]], started: float
+    ) -> bool:
+        """Store the turn if the conversation is still at turn count ``seen``; False if another turn came first."""
+        now = datetime.now(UTC)
+        params = {
+            "id_": out.conversation_id,
+            "seen": seen,
+            "c_state": reply.state,
+            "c_turn_count": seen + 1,
+            "c_segment": out.segment,
+            "c_confidence": out.confidence,
+            "c_updated_at": now,
+            "c_ended_at": now if reply.ended else None,
+            "t_turn_index": seen,
+            "t_idempotency_key": body.idempotency_key,
+            "t_user_text": body.text,
+            "t_user_acts": acts,
+            "t_system_act": reply.system_act,
+            "t_system_slot": reply.system_slot,
+            "t_system_text": reply.system_text,
+            "t_belief": reply.belief.to_dict(),
+            "t_segment_probabilities": out.segment_probabilities,
+            "t_reply": out.model_dump(),
+            "t_latency_ms": 1000 * (time.perf_counter() - started),
+            "t_created_at": now,
+        }
+        # Compiled Core statements rather than the ORM: this is the hot path, and a unit-of-work
+        # flush cost more than the policy step.
+        try:
+            if not self.settings.is_sqlite:
+                with self.write_statement() as conn:
+                    return conn.execute(_CLAIM_AND_INSERT_TURN, params).first() is not None
+            with self.write_connection() as conn:
+                if conn.execute(_CLAIM_CONVERSATION, params).rowcount == 0:
+                    return False
+                conn.execute(_INSERT_TURN, params)
+                return True
+        except IntegrityError:  # a concurrent turn took this index or idempotency key: read again
+            return False
 
     def end_conversation(
         self, client_id: int, conversation_id: str, outcome: str, rating: int | None = None
@@ -348,6 +374,24 @@ class Runtime:
                     for t in conv.turns
                 ],
             }
+
+
+def _reply_out(conversation_id: str, turn_index: int, reply: Reply) -> ReplyOut:
+    probs = reply.segment_probabilities
+    segment = max(probs, key=lambda s: probs[s], default=None)
+    return ReplyOut(
+        conversation_id=conversation_id,
+        turn_index=turn_index,
+        system_act=reply.system_act,
+        system_slot=reply.system_slot,
+        system_text=reply.system_text,
+        segment=segment,
+        confidence=probs[segment] if segment else None,
+        segment_probabilities=probs,
+        posterior_mean=reply.posterior_mean,
+        posterior_variance=reply.posterior_variance,
+        ended=reply.ended,
+    )
 
 
 def _check_id(conversation_id: str) -> None:

@@ -140,6 +140,13 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{WRITER: True})
 
 
+def autocommit(engine: Engine) -> Engine:
+    """The same engine (same pool) for single statements: on PostgreSQL each statement is its own
+    transaction, which saves the round trips of ``BEGIN`` and ``COMMIT``/``ROLLBACK``. SQLite is
+    in-process (a deferred ``BEGIN`` costs microseconds and takes no lock), so it is unchanged."""
+    return engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 class SqliteWriteQueue:
     """Queues the writers of one SQLite database: threads on a lock, processes on ``flock``.
 

@@ -1,0 +1,119 @@
+"""The optimistic turn path: a turn that loses the race to a concurrent turn reads again.
+
+A turn reads the stored state without a lock, runs the policy step, and writes only if the
+conversation is still at the turn count it read. Here the race is made to happen every time, not
+left to thread timing: while the service computes a turn, the test stores another turn on the same
+conversation (through the same ``Runtime``, in the same thread, which also shows that no database
+lock is held during the policy step: SQLite's write queue is not re-entrant). On SQLite and on
+PostgreSQL (``database_url``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dialogue.service import conversations
+from dialogue.service.conversations import TURN_ATTEMPTS, Runtime, ServiceError, TurnResult
+from dialogue.service.schemas import TurnIn
+
+AREA = TurnIn.model_validate({"acts": [{"act": "inform", "slot": "area", "value": "centre"}]})
+FOOD = TurnIn.model_validate({"acts": [{"act": "inform", "slot": "food", "value": "indian", "confidence": 0.8}]})
+PRICE = TurnIn.model_validate({"acts": [{"act": "inform", "slot": "pricerange", "value": "cheap"}]})
+Stored = Callable[[str], dict[str, Any]]  # the ``stored`` fixture
+
+
+class Racer:
+    """Stores the next of ``bodies`` on the conversation each time the service computes a turn of it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, runtime: Runtime, client_id: int, cid: str) -> None:
+        self.runtime, self.client_id, self.cid = runtime, client_id, cid
+        self.bodies: Iterator[TurnIn] = iter(())
+        self.stored: list[TurnResult] = []
+        self.computed = 0
+        self._inside = False
+        real = conversations.take_turn
+
+        def racing(*args: Any) -> Any:
+            self.computed += 1
+            if not self._inside and (body := next(self.bodies, None)) is not None:
+                self._inside = True  # the racing turn itself computes without a racer
+                try:
+                    self.stored.append(self.runtime.user_turn(self.client_id, self.cid, body))
+                finally:
+                    self._inside = False
+            return real(*args)
+
+        monkeypatch.setattr(conversations, "take_turn", racing)
+
+    def race(self, *bodies: TurnIn) -> None:
+        self.bodies = iter(bodies)
+
+    def turn(self, body: TurnIn) -> TurnResult:
+        return self.runtime.user_turn(self.client_id, self.cid, body)
+
+
+@pytest.fixture
+def runtime(client: TestClient) -> Runtime:
+    return client.app.state.runtime  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def racer(runtime: Runtime, make_key: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> Racer:
+    """A new client's conversation with one turn stored, and the racer on it."""
+    client_id = runtime.client_of(make_key("racer"))
+    assert client_id is not None
+    cid = runtime.start_conversation(client_id)
+    runtime.user_turn(client_id, cid, AREA)
+    return Racer(monkeypatch, runtime, client_id, cid)
+
+
+def replies_in_order(runtime: Runtime, client_id: int, bodies: list[TurnIn]) -> list[dict[str, Any]]:
+    """The replies of a fresh conversation given ``bodies`` one after the other (without ids)."""
+    cid = runtime.start_conversation(client_id)
+    out = []
+    for body in bodies:
+        reply = runtime.user_turn(client_id, cid, body).reply.model_dump()
+        out.append({k: v for k, v in reply.items() if k != "conversation_id"})
+    return out
+
+
+def test_a_turn_that_loses_the_race_is_recomputed_on_the_winners_state(racer: Racer, stored: Stored) -> None:
+    racer.race(FOOD)
+    result = racer.turn(PRICE)
+    assert racer.computed == 3  # the lost attempt, the racing turn, the attempt that was stored
+    assert not result.replayed and result.reply.turn_index == 2
+    assert racer.stored[0].reply.turn_index == 1
+    row = stored(racer.cid)
+    assert [t["turn_index"] for t in row["turns"]] == [0, 1, 2] and row["turn_count"] == 3
+    assert row["state"]["belief"]["turns"] == 3  # each turn absorbed once, the lost attempt not at all
+    assert row["turns"][2]["reply"] == result.reply.model_dump()
+    # The stored reply is the one a conversation gets from the same turns in the order they were stored.
+    reply = {k: v for k, v in result.reply.model_dump().items() if k != "conversation_id"}
+    assert replies_in_order(racer.runtime, racer.client_id, [AREA, FOOD, PRICE])[2] == reply
+
+
+def test_a_retried_key_that_loses_the_race_to_its_own_first_attempt_gets_the_stored_reply(
+    racer: Racer, stored: Stored
+) -> None:
+    keyed = FOOD.model_copy(update={"idempotency_key": "once"})
+    racer.race(keyed)
+    result = racer.turn(keyed)
+    assert result.replayed and result.reply == racer.stored[0].reply
+    turns = stored(racer.cid)["turns"]
+    assert [t["turn_index"] for t in turns] == [0, 1] and turns[1]["idempotency_key"] == "once"
+
+
+def test_a_turn_that_keeps_losing_is_refused_and_stores_nothing(racer: Racer, stored: Stored) -> None:
+    racer.race(*[FOOD] * TURN_ATTEMPTS)
+    with pytest.raises(ServiceError) as refused:
+        racer.turn(PRICE.model_copy(update={"idempotency_key": "loser"}))
+    assert refused.value.status == 409 and "retry" in refused.value.message
+    turns = stored(racer.cid)["turns"]
+    assert [t["turn_index"] for t in turns] == list(range(1 + TURN_ATTEMPTS))
+    assert all(t["idempotency_key"] is None for t in turns)
+    # Once the others stop, the refused request succeeds when retried.
+    assert racer.turn(PRICE).reply.turn_index == 1 + TURN_ATTEMPTS
