@@ -100,7 +100,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._done = False
         turn = self.user.opening()
         heard = self.user.heard(turn.informs)
-        style = turn_style(self.user.params["verbosity"], self._uniform())
+        style = turn_style(self.user.params["verbosity"], self._uniform(), opening=True)
         self.state.user_acted(turn.act, heard, register=register_of(style))
         info = self._get_info(turn, heard, style, success=False)
         self._transcript = [f"USER: {info['user_utterance']}"]
@@ -126,7 +126,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         st.system_acted(act)
         turn, outcome = self.user.respond(act, target, heard, kb_count, first_turn)
         observed = self.user.heard(turn.informs)
-        style = turn_style(self.user.params["verbosity"], self._uniform())
+        style = turn_style(self.user.params["verbosity"], self._uniform(), False, self._uniform())
         st.user_acted(
             turn.act,
             observed,

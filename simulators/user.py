@@ -51,7 +51,7 @@ GUIDED_FACTOR = 0.5  # an explanation halves confusion and mishearing
 PICKED_FACTOR = 0.5  # a value picked from listed options (not known before) is misheard less
 # NLU confidence: uniform on [lo, lo + width], different for heard and misheard values.
 CONF_RIGHT = (0.45, 0.55)
-CONF_WRONG = (0.10, 0.70)
+CONF_WRONG = (0.10, 0.60)
 
 CONTINUE, SUCCESS, FAILURE = 0, 1, -1
 

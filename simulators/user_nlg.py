@@ -1,8 +1,10 @@
 """User-side text: each user turn written in the style of its user's verbosity.
 
 Terse turns (verbosity < 1/3) are keywords; plain turns are plain sentences; chatty turns
-(verbosity >= 2/3) hedge, pad and prefer synonyms. The style of each turn is drawn around the
-user's verbosity (``turn_style``), so one turn hints at the user and several turns tell more.
+(verbosity >= 2/3) hedge, pad and prefer synonyms. A user opens in its own style, drawn around its
+verbosity (``turn_style``); after the opening it entrains to the system's plain prompts and
+answers in the plain register w.p. ``ENTRAINMENT``, so the opening says most about the user and
+later turns say little.
 The NLU of the service is trained and tested on this text, so every act type and every value
 must be expressible in every style.
 """
@@ -15,7 +17,8 @@ from dialogue.acts import UserAct, UserTurn
 from dialogue.domain import DONTCARE, Domain
 
 TERSE, PLAIN, CHATTY = 0, 1, 2
-STYLE_NOISE = 0.2  # half-width of the uniform jitter of a turn's verbosity around the user's
+STYLE_NOISE = 0.1  # half-width of the uniform jitter of a turn's verbosity around the user's
+ENTRAINMENT = 0.8  # after its opening, a user answers in the plain register w.p. this
 
 _SLOT_PHRASES = {
     "area": ("{v}", "in the {v}", "somewhere in the {v} maybe"),
@@ -48,8 +51,11 @@ def style_of(verbosity: float) -> int:
     return TERSE if verbosity < 1 / 3 else PLAIN if verbosity < 2 / 3 else CHATTY
 
 
-def turn_style(verbosity: float, u: float) -> int:
-    """The style of one turn of a user with this verbosity, given a uniform draw ``u``."""
+def turn_style(verbosity: float, u: float, opening: bool = True, u_entrain: float = 1.0) -> int:
+    """The style of one turn of a user with this verbosity, given uniform draws ``u`` and
+    ``u_entrain`` (the latter matters only after the opening: entrained turns are plain)."""
+    if not opening and u_entrain < ENTRAINMENT:
+        return PLAIN
     return style_of(verbosity + STYLE_NOISE * (2.0 * u - 1.0))
 
 

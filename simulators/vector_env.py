@@ -29,7 +29,7 @@ from dialogue.domain import DONTCARE, Domain, load_domain
 from simulators import user as um
 from simulators.env import DEFAULT_MAX_TURNS, SUCCESS_REWARD, TURN_PENALTY, check_max_turns
 from simulators.profiles import PARAM_INDEX, PARAMETERS, SegmentSpec, resolve_profiles
-from simulators.user_nlg import CHATTY, PLAIN, STYLE_NOISE, TERSE, user_text
+from simulators.user_nlg import CHATTY, ENTRAINMENT, PLAIN, STYLE_NOISE, TERSE, user_text
 
 _I = PARAM_INDEX
 
@@ -150,14 +150,17 @@ class SegmentDialogueVectorEnv(VectorEnv):
         act = np.where(informs.any(1), UserAct.INFORM, UserAct.HELLO).astype(np.int64)
         heard, conf = self._channel(rows, informs, self.goal[rows], np.zeros(m, dtype=bool))
         self.state.reset(rows)
-        self.state.user_acted(rows, act, informs, heard, conf, register=self._draw_style(rows) / 2.0)
+        self.state.user_acted(rows, act, informs, heard, conf, register=self._draw_style(rows, opening=True) / 2.0)
         return act
 
-    def _draw_style(self, rows: npt.NDArray[np.int64] | slice) -> npt.NDArray[np.float64]:
+    def _draw_style(self, rows: npt.NDArray[np.int64] | slice, opening: bool) -> npt.NDArray[np.float64]:
         """The style of this turn's text per row (as ``user_nlg.turn_style``), kept for the text."""
         v = self.params[rows, _I["verbosity"]]
-        v = v + STYLE_NOISE * (2.0 * self.np_random.random(v.shape) - 1.0)
+        u = self.np_random.random((2, *v.shape))
+        v = v + STYLE_NOISE * (2.0 * u[0] - 1.0)
         style = np.where(v < 1 / 3, TERSE, np.where(v < 2 / 3, PLAIN, CHATTY))
+        if not opening:
+            style = np.where(u[1] < ENTRAINMENT, PLAIN, style)
         self.turn_style[rows] = style
         return style.astype(np.float64)
 
@@ -328,7 +331,7 @@ class SegmentDialogueVectorEnv(VectorEnv):
             target=target,
             offer_count=np.where(a == SystemAct.OFFER, kb, 0),
             booking_details=details,
-            register=self._draw_style(slice(None)) / 2.0,
+            register=self._draw_style(slice(None), opening=False) / 2.0,
         )
         reward = TURN_PENALTY + SUCCESS_REWARD * (outcome == um.SUCCESS)
         self.episode_return += reward

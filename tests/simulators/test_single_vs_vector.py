@@ -19,6 +19,7 @@ from simulators.env import SegmentDialogueEnv
 from simulators.policies import Policy, make_policy
 from simulators.profiles import TRAINING_SEGMENTS
 from simulators.rollout import DialogueStats, run_dialogues
+from simulators.vector_env import SegmentDialogueVectorEnv
 
 N_DIALOGUES = 1500
 Z = 4.0
@@ -63,3 +64,28 @@ def test_single_and_vectorised_agree(policy_name: str, segment: str) -> None:
     assert_agree("success rate", single.success, vector.success)
     assert_agree("mean turns", single.turns, vector.turns)
     assert_agree("hang-up rate", single.hangup, vector.hangup)
+
+
+@pytest.mark.parametrize("segment", TRAINING_SEGMENTS)
+def test_single_and_vectorised_registers_agree(segment: str) -> None:
+    """The register the system observes: own style at the opening, mostly plain afterwards."""
+    env = SegmentDialogueEnv(segments=segment)
+    reg = env.state.layout.register
+    policy = make_policy("core", env.state.layout)
+    single: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(400):
+        obs, info = env.reset(seed=7 + i)
+        single[True].append(float(obs[reg]))
+        obs, *_ = env.step(policy(obs[None], info["action_mask"][None])[0])
+        single[False].append(float(obs[reg]))
+    vec = SegmentDialogueVectorEnv(num_envs=400, segments=segment)
+    obs, info = vec.reset(seed=3)
+    opening = obs[:, reg].copy()
+    obs, _, terminated, truncated, _ = vec.step(policy(obs, info["action_mask"]))
+    later = obs[~(terminated | truncated), reg]
+    for name, a, b in (("opening", single[True], opening), ("second turn", single[False], later)):
+        for style in (0.0, 0.5, 1.0):
+            assert_agree(f"{segment} {name} share of register {style}", np.array(a) == style, np.asarray(b) == style)
+    # Entrainment: the second turn is plain more often than the opening, for terse and chatty users.
+    if segment != "core":
+        assert np.mean(np.array(single[False]) == 0.5) > np.mean(np.array(single[True]) == 0.5) + 0.5

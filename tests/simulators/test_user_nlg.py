@@ -12,7 +12,17 @@ import pytest
 
 from dialogue.acts import UserAct, UserTurn
 from dialogue.domain import DONTCARE, Domain
-from simulators.user_nlg import CHATTY, PLAIN, STYLE_NOISE, TERSE, register_of, style_of, turn_style, user_text
+from simulators.user_nlg import (
+    CHATTY,
+    ENTRAINMENT,
+    PLAIN,
+    STYLE_NOISE,
+    TERSE,
+    register_of,
+    style_of,
+    turn_style,
+    user_text,
+)
 
 TERSE_USER, CHATTY_USER = 0.1, 0.9
 
@@ -47,6 +57,16 @@ def test_turn_style_jitters_around_the_verbosity() -> None:
     styles = {turn_style(v, u) for u in np.linspace(0.0, 0.999, 101)}
     assert styles == {PLAIN, CHATTY}
     assert register_of(TERSE) == 0.0 and register_of(PLAIN) == 0.5 and register_of(CHATTY) == 1.0
+
+
+def test_after_the_opening_users_entrain_to_the_plain_register() -> None:
+    # The opening is always in the user's own style; later turns are plain w.p. ENTRAINMENT.
+    assert turn_style(TERSE_USER, 0.5, opening=True, u_entrain=0.0) == TERSE
+    assert turn_style(TERSE_USER, 0.5, opening=False, u_entrain=ENTRAINMENT - 1e-9) == PLAIN
+    assert turn_style(TERSE_USER, 0.5, opening=False, u_entrain=ENTRAINMENT) == TERSE
+    rng = np.random.default_rng(0)
+    later = [turn_style(CHATTY_USER, rng.random(), False, rng.random()) for _ in range(4000)]
+    assert abs(np.mean([s == PLAIN for s in later]) - ENTRAINMENT) < 0.03
 
 
 def test_every_turn_is_expressible_in_every_style(domain: Domain) -> None:
