@@ -3,6 +3,9 @@
 Each episode samples a segment (uniformly from the environment's profiles, or the one named in
 ``reset(options={"segment": name})``), a user from that segment's parameter ranges and a goal. The
 user speaks first; every step is one system act followed by the user's answer.
+``reset(options={"same_user": True})`` keeps the previous episode's user (segment and behaviour
+parameters; a new goal): a returning user. ``info["conversation_index"]`` counts a user's
+conversations from 0.
 
 Reward is PyDial's: -1 per turn and +20 when the user leaves satisfied (``terminated`` with
 ``info["success"]``). A user who hangs up, or a system BYE before the task is done, ends the
@@ -71,6 +74,8 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         self._pos = 0
         self._done = True
         self._transcript: list[str] = []
+        self._user_params: npt.NDArray[np.float64] | None = None
+        self._conversation = 0
 
     # -- randomness: every draw comes from self.np_random, a block at a time ---------------
     def _uniform(self) -> float:
@@ -86,14 +91,26 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         super().reset(seed=seed)
         self._buf, self._pos = self.np_random.random(_BUFFER).tolist(), 0
         name = (options or {}).get("segment")
-        if name is not None:
+        same_user = bool((options or {}).get("same_user", False))
+        if same_user and self._user_params is None:
+            raise ValueError("same_user needs an earlier episode's user: reset once without it first")
+        if same_user and name is not None and resolve_profiles(name)[0] != self.profile:
+            raise ValueError(f"the returning user is a {self.profile.name} user, not {name!r}")
+        if same_user:
+            assert self._user_params is not None
+            params = self._user_params
+            self._conversation += 1
+        elif name is not None:
             profile = resolve_profiles(name)[0]
             if profile not in self.profiles:
                 raise ValueError(f"segment {profile.name!r} is not one of this environment's segments")
             self.profile = profile
         else:
             self.profile = self.profiles[min(int(self._uniform() * len(self.profiles)), len(self.profiles) - 1)]
-        params = self.profile.sample(self.np_random)[0]
+        if not same_user:
+            params = self.profile.sample(self.np_random)[0]
+            self._user_params = params
+            self._conversation = 0
         self.user = AgendaUser(self.domain, params, self._uniform)
         self.state.reset()
         self.offered = None
@@ -162,6 +179,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             "action_mask": self.state.action_mask(),
             "success": success,
             "turn": self.state.turn,
+            "conversation_index": self._conversation,
         }
 
     def render(self) -> str | None:

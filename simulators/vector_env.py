@@ -11,6 +11,12 @@ of a finished row is the first of its next episode; ``info["final_obs"]`` holds 
 ``info["success"]``, ``info["episode_return"]``, ``info["episode_length"]`` and
 ``info["episode_segment"]`` describe the finished episode on the rows where
 ``terminated | truncated``.
+
+Returning users: with ``conversations_per_user=K`` (default 1: a new user every conversation) a
+row keeps its user (segment and behaviour parameters; a new goal each time) for K consecutive
+conversations, then draws a new one; ``info["conversation_index"]`` is the conversation's index
+within its user (0 for a new user). ``reset`` always starts new users. The random draws are the
+same as with K = 1 (a returning row draws a user and discards it), so K = 1 is the old behaviour.
 """
 
 from __future__ import annotations
@@ -47,11 +53,19 @@ class SegmentDialogueVectorEnv(VectorEnv):
         max_turns: int = DEFAULT_MAX_TURNS,
         with_text: bool = False,
         max_episode_steps: int | None = None,
+        conversations_per_user: int = 1,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if max_episode_steps is not None and max_episode_steps != max_turns:
             raise ValueError("the turn limit is the environment's max_turns; do not set max_episode_steps")
+        if (
+            not isinstance(conversations_per_user, (int, np.integer))
+            or isinstance(conversations_per_user, bool)
+            or conversations_per_user < 1
+        ):
+            raise ValueError(f"conversations_per_user must be a positive integer, got {conversations_per_user!r}")
+        self.conversations_per_user = int(conversations_per_user)
         self.num_envs = int(num_envs)
         self.domain = load_domain(domain) if isinstance(domain, str) else domain
         self.profiles = resolve_profiles(segments)
@@ -91,6 +105,7 @@ class SegmentDialogueVectorEnv(VectorEnv):
         self.request_slot = np.zeros(n, dtype=np.int64)
         self.episode_return = np.zeros(n)
         self.turn_style = np.zeros(n, dtype=np.int64)
+        self.conversation = np.zeros(n, dtype=np.int64)  # index of the conversation within its user
         self._forced_segment: int | None = None
 
     @property
@@ -110,19 +125,26 @@ class SegmentDialogueVectorEnv(VectorEnv):
             if profile not in self.profiles:
                 raise ValueError(f"segment {profile.name!r} is not one of this environment's segments")
             self._forced_segment = self.profiles.index(profile)
+        self.conversation[:] = -1  # every row starts a new user
         act = self._reset_rows(self._rows)
         return self.state.observation(), self._info(act)
 
     def _reset_rows(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Start new dialogues in ``rows``; returns the opening user acts."""
+        """Start new dialogues in ``rows`` (with a new user, or the same one while it returns);
+        returns the opening user acts."""
         rng = self.np_random
         m, k = len(rows), self._k
         if self._forced_segment is not None:
             seg = np.full(m, self._forced_segment)
         else:
             seg = np.minimum((rng.random(m) * len(self.profiles)).astype(np.int64), len(self.profiles) - 1)
-        self.segment[rows] = seg
         params = self._low[seg] + (self._high[seg] - self._low[seg]) * rng.random((m, len(PARAMETERS)))
+        conversation = (self.conversation[rows] + 1) % self.conversations_per_user
+        returning = conversation > 0
+        self.conversation[rows] = conversation
+        seg = np.where(returning, self.segment[rows], seg)
+        params = np.where(returning[:, None], self.params[rows], params)
+        self.segment[rows] = seg
         self.params[rows] = params
         u = rng.random((m, 6 + k))
         n_e = len(self._kb)
@@ -393,6 +415,7 @@ class SegmentDialogueVectorEnv(VectorEnv):
             "segment": self.segment_names[self.segment],
             "segment_index": self.segment.copy(),
             "user_params": self.params.copy(),
+            "conversation_index": self.conversation.copy(),
             "user_act": act,
             "action_mask": self.state.action_mask(),
             "success": np.zeros(self.num_envs, dtype=bool),
