@@ -278,6 +278,11 @@ class Trainer:
         """The memory once the act is taken and rewarded: the belief needs neither."""
         return carry
 
+    def _memory_starts(self, done: np.ndarray) -> torch.Tensor:
+        """Where the memory restarts at the next step: wherever a dialogue ended (RL^2 carried across
+        a returning user's conversations restarts only for a new user)."""
+        return torch.as_tensor(done)
+
     def _sequence_inputs(self, r: Rollout, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Policy inputs ``(T, |c|, ...)`` of rollout columns ``c`` with the current networks, and the
         KL and auxiliary segment losses of their beliefs."""
@@ -322,7 +327,7 @@ class Trainer:
             carry = self._after_step(carry, action, torch.as_tensor(reward, dtype=torch.float32))
             buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))
             buf["dones"].append(torch.as_tensor(done, dtype=torch.float32))
-            self.starts = torch.as_tensor(done)
+            self.starts = self._memory_starts(done)
             if done.any():
                 self.recent_returns.extend(np.asarray(self.info["episode_return"])[done].tolist())
                 self.recent_success.extend(np.asarray(self.info["success"])[done].astype(float).tolist())

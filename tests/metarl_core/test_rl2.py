@@ -8,6 +8,9 @@
   the state carried in from the previous one.
 - A trainer runs a few updates, exports a checkpoint that loads as an RL^2 agent acting identically
   (greedy and sampled) and resumes; a short run learns to beat a random policy clearly.
+- Carried across a returning user's conversations (``conversations_per_user > 1``): the state
+  restarts only where a new user starts, not at every conversation, and the update still recomputes
+  the collected log-probabilities.
 - The config refuses other variants and a zero memory size.
 """
 
@@ -25,6 +28,7 @@ import torch
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent, RecurrentState
 from metarl_core.networks import ActorCritic, NetworkSpec
+from metarl_core.ppo import Rollout
 from metarl_core.rl2 import RL2Config, RL2Trainer
 from simulators.policies import RandomPolicy
 from simulators.rollout import run_dialogues
@@ -85,6 +89,11 @@ def test_update_recomputes_the_collected_log_probabilities(make_config: Callable
     r = trainer.collect()
     assert r.starts[1:].any() and not r.starts[0].all(), "need starts inside and a carried state at step 0"
     assert r.carry0[0].abs().sum() > 0
+    assert_recomputed(trainer, r)
+
+
+def assert_recomputed(trainer: RL2Trainer, r: Rollout) -> None:
+    """The update's recomputed states give back the rollout's log-probabilities and values."""
     cols = torch.arange(trainer.cfg.num_envs)
     with torch.no_grad():
         x, _, _ = trainer._sequence_inputs(r, cols)
@@ -132,9 +141,36 @@ def test_a_short_run_learns(make_config: Callable[..., Any], tmp_path: Path) -> 
     assert float(trained.returns.mean()) > rand["mean_return"] + 7.0, (trained.summary(), rand)
 
 
+def test_carried_state_restarts_only_for_a_new_user(make_config: Callable[..., Any], tmp_path: Path) -> None:
+    trainer = RL2Trainer(small_rl2(make_config, seed=3, conversations_per_user=3), tmp_path)
+    assert trainer.cfg.carried
+    index = []
+    r0 = trainer.collect()
+    index.append(np.asarray(trainer.info["conversation_index"]))
+    r = trainer.collect()
+    ended = torch.cat([r0.dones[-1:], r.dones[:-1]]).bool()  # a conversation ended before step t
+    assert (r.starts <= ended).all(), "the memory restarted where no conversation ended"
+    assert (ended & ~r.starts).any(), "no conversation boundary carried the state: vacuous"
+    assert r.starts.any(), "no new user in the rollout"
+    assert_recomputed(trainer, r)  # across the carried boundaries too
+    assert set(np.concatenate(index).tolist()) <= {0, 1, 2}
+
+
+def test_per_conversation_state_restarts_at_every_conversation(make_config: Callable[..., Any], tmp_path: Path) -> None:
+    trainer = RL2Trainer(small_rl2(make_config, seed=3), tmp_path)
+    r0 = trainer.collect()
+    r = trainer.collect()
+    ended = torch.cat([r0.dones[-1:], r.dones[:-1]]).bool()
+    assert torch.equal(r.starts, ended)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [({"variant": "contextual"}, "variant must be rl2, got 'contextual'"), ({"memory_dim": 0}, "memory_dim must be")],
+    [
+        ({"conversations_per_user": 0}, "conversations_per_user must be"),
+        ({"variant": "contextual"}, "variant must be rl2, got 'contextual'"),
+        ({"memory_dim": 0}, "memory_dim must be"),
+    ],
 )
 def test_config_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
