@@ -11,7 +11,8 @@ export the checkpoint, then measure it the same way as every other job:
 - within one conversation (a new user, no prior data): return, success and, where the policy has a
   read-out, identification accuracy, per task set (held-in and held-out segments);
 - few-shot on each held-out task set: the return of a new conversation after K earlier ones
-  (``metarl_core.fewshot``; how each method uses them is ``METHODS[m].fewshot``);
+  (``metarl_core.fewshot``; how each method uses them is ``METHODS[m].fewshot``), of the same
+  user where the environment has returning users (``returning_user_kwarg``);
 - sample efficiency: the greedy return on the training mix against environment steps (the
   trainer's periodic evaluation, plus one before training).
 
@@ -93,6 +94,9 @@ class CompareConfig:
     efficiency_fraction: float = 0.9
     task_kwarg: str = "segments"
     """Environment keyword that restricts it to one task set: ``{task_kwarg: [name]}``."""
+    returning_user_kwarg: str = "conversations_per_user"
+    """Environment keyword that makes a user return for that many conversations (few-shot's K
+    earlier conversations are then the same user's); empty when the environment has none."""
     train: dict[str, Any] = field(default_factory=dict)
     """``TrainConfig`` fields shared by every method."""
     method: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -217,7 +221,7 @@ def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int]
 
 
 def _measure_settings(cfg: CompareConfig) -> dict[str, Any]:
-    keys = ("held_out", "eval_episodes", "fewshot_k", "fewshot_episodes", "fewshot_trials")
+    keys = ("held_out", "eval_episodes", "fewshot_k", "fewshot_episodes", "fewshot_trials", "returning_user_kwarg")
     return {k: getattr(cfg, k) for k in (*keys, "finetune_lr", "finetune_steps")}
 
 
@@ -254,6 +258,7 @@ def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: TrainConfig) ->
             inner_steps=steps,
             gamma=tcfg.gamma,
             gae_lambda=tcfg.gae_lambda,
+            returning_user_kwarg=cfg.returning_user_kwarg or None,
         )
         for n in cfg.held_out
     }

@@ -59,18 +59,21 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
         lines += ["", "The other methods have no segment read-out."]
     ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
+    same = "the same user" if cfg.get("returning_user_kwarg") else "that segment (each its own user)"
+    rl2_users = cfg.get("method", {}).get("rl2", {}).get("conversations_per_user", 1)
     for task in held_out:
         lines += [
             "",
             f"Few-shot on **{task}** (held out): return of a new conversation after K earlier conversations of "
-            f"that segment, mean ± std over seeds ({cfg['fewshot_episodes']:,} new conversations per K and seed):",
+            f"{same}, mean ± std over seeds ({cfg['fewshot_episodes']:,} new conversations per K and seed):",
             "",
             "| method | how it uses the K conversations | " + " | ".join(f"K = {k}" for k in ks) + " |",
             "|---|---" + "|---" * len(ks) + "|",
         ]
         for name, m in methods.items():
             how = {
-                "context": "state carried",
+                "context": "state carried"
+                + (f" (trained carried over {rl2_users} per user)" if name == "rl2" and rl2_users > 1 else ""),
                 "gradient": "inner loop" if name == "fomaml" else "fine-tuned (PG steps)",
                 "none": "not used",
             }[METHODS[name].fewshot]

@@ -106,3 +106,54 @@ def rl2_agent() -> Agent:
 
     torch.manual_seed(0)
     return Agent(ActorCritic(NetworkSpec(obs_dim=ObservationLayout(3).size, n_actions=12, variant="rl2", memory_dim=8)))
+
+
+def test_context_fewshot_makes_the_k_conversations_one_users(
+    exported: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import metarl_core.fewshot as fewshot
+
+    seen: list[dict[str, Any]] = []
+
+    def spy(agent: Agent, env_id: str, env_kwargs: dict[str, Any], episodes: int, **kw: Any) -> Any:
+        seen.append(dict(env_kwargs))
+        return play(agent, env_id, env_kwargs, episodes, **kw)
+
+    monkeypatch.setattr(fewshot, "play", spy)
+    agent = Agent.load(exported("contextual").path)
+    fewshot_returns(
+        agent, "context", ENV_ID, SEGMENT, [0, 3], episodes=8, returning_user_kwarg="conversations_per_user"
+    )
+    assert "conversations_per_user" not in seen[0]
+    assert seen[1]["conversations_per_user"] == 4
+    fewshot_returns(agent, "context", ENV_ID, SEGMENT, [3], episodes=8)
+    assert "conversations_per_user" not in seen[2]
+
+
+def test_one_users_conversations_are_played_in_one_row() -> None:
+    from metarl_core.evaluation import make_vec
+    from metarl_core.fewshot import _as_episodes, _conversations
+    from metarl_core.networks import ActorCritic, NetworkSpec
+
+    torch.manual_seed(0)
+    model = ActorCritic(NetworkSpec(obs_dim=ObservationLayout(3).size, n_actions=12, variant="agnostic"))
+    envs = make_vec(ENV_ID, 1, **SEGMENT, conversations_per_user=5)
+    obs, info = envs.reset(seed=2)
+    params = info["user_params"].copy()
+    convs, obs, info = _conversations(model, envs, obs, info, 3, sample=True)
+    assert len(convs) == 3 and info["conversation_index"][0] == 3
+    np.testing.assert_array_equal(info["user_params"], params)
+    assert all(c["dones"][-1] == 1 and not any(c["dones"][:-1]) for c in convs)
+    ep = _as_episodes(convs)
+    assert ep.obs.shape[1] == 3 and ep.turns == sum(len(c["obs"]) for c in convs)
+
+
+def test_gradient_fewshot_with_returning_users(exported: Callable[[str], Any]) -> None:
+    agnostic = Agent.load(exported("agnostic").path)
+    out = fewshot_returns(
+        agnostic, "gradient", ENV_ID, SEGMENT, [0, 2], episodes=12, trials=3, seed=1,
+        returning_user_kwarg="conversations_per_user",
+    )  # fmt: skip
+    assert out[2]["episodes"] == 12 and np.isfinite(out[2]["mean_return"])
+    plain = fewshot_returns(agnostic, "gradient", ENV_ID, SEGMENT, [0], episodes=12, trials=3, seed=1)
+    assert out[0] == plain[0]
