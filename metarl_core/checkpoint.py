@@ -96,7 +96,7 @@ def _check_prototypes(card: Card) -> None:
     """Prototypes must be [turns][segment][latent] numbers with a positive temperature per turn."""
     if not card.prototypes:
         return
-    z = card.network.latent_dim
+    z = card.network.memory_dim if card.network.variant == "rl2" else card.network.latent_dim
     try:
         shape_ok = all(
             len(row) == len(card.segments)

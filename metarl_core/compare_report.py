@@ -57,7 +57,10 @@ def markdown(summary: dict[str, Any]) -> str:
                 acc = m["within"][t].get("id_accuracy", [])
                 cells.append(" / ".join(f"{acc[k]:.2f}" for k in (0, 1, 2, 4) if k < len(acc)) or "-")
             lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
-        lines += ["", "The other methods have no segment read-out."]
+        lines += [
+            "",
+            "RL^2's read-out compares its GRU state with per-segment prototypes; the other methods have none.",
+        ]
     ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
     same = "the same user" if cfg.get("returning_user_kwarg") else "that segment (each its own user)"
     rl2_users = cfg.get("method", {}).get("rl2", {}).get("conversations_per_user", 1)

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from metarl_core.inference import Agent, BatchBelief
+from metarl_core.inference import Agent
 
 
 @dataclass
@@ -37,7 +37,7 @@ class EpisodeRecord:
     labels: npt.NDArray[np.int64]
     predicted: npt.NDArray[np.int64]
     confidence: npt.NDArray[np.float64]
-    posteriors: npt.NDArray[np.float64]  # (N, max_turns_id, z): posterior means after k turns
+    posteriors: npt.NDArray[np.float64]  # (N, max_turns_id, z): posterior means (RL^2: GRU states) after k turns
 
     def summary(self) -> dict[str, Any]:
         n = len(self.returns)
@@ -88,9 +88,9 @@ def play(
     envs = make_vec(env_id, b, **env_kwargs)
     obs, info = envs.reset(seed=seed)
     state = agent.initial_state(b)
-    belief = state if agent.contextual and isinstance(state, BatchBelief) else None
+    belief = state if agent.readout_dim else None  # a belief, or RL^2's state (its GRU state is read out)
     readout = belief is not None and agent.prototypes is not None
-    z = max(agent.latent_dim, 1)
+    z = max(agent.readout_dim, 1)
     pred = np.zeros((b, max_turns_id), dtype=np.int64)
     conf = np.zeros((b, max_turns_id))
     post = np.zeros((b, max_turns_id, z))
@@ -108,7 +108,7 @@ def play(
             # Slot j holds the state after j + 1 user turns; later slots are overwritten as turns
             # come in, so a short episode keeps its last state in the remaining slots.
             later = np.arange(max_turns_id)[None, :] >= (belief.turns.numpy() - 1)[:, None]
-            post[later] = np.repeat(belief.mean.numpy()[:, None, :], max_turns_id, 1)[later]
+            post[later] = np.repeat(belief.readout.numpy()[:, None, :], max_turns_id, 1)[later]
             if readout:
                 probs = agent.segment_probabilities(belief)
                 pred[later] = np.repeat(probs.argmax(1)[:, None], max_turns_id, 1)[later]

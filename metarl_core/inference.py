@@ -11,7 +11,8 @@ This is the one module the service imports from ``metarl_core``; it imports no t
 
 An RL^2 policy (variant ``rl2``) carries a ``RecurrentState`` instead of a belief: the same
 ``initial_state`` / ``step`` / ``reset`` calls, plus ``observe_rewards`` after every step, since its
-memory reads the previous reward too.
+memory reads the previous reward too. Its segment read-out uses prototypes of the GRU state the
+same way (``readout``: the posterior mean of a belief, the GRU state of a recurrent policy).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ class BatchBelief:
         return self.eta / self.precision
 
     @property
+    def readout(self) -> torch.Tensor:
+        """What the segment prototypes are compared with: the posterior mean."""
+        return self.mean
+
+    @property
     def variance(self) -> torch.Tensor:
         return 1.0 / self.precision
 
@@ -90,6 +96,11 @@ class RecurrentState:
         """The rewards of the acts just taken (read by the next step)."""
         self.prev_reward = torch.as_tensor(np.asarray(rewards), dtype=torch.float32).clone()
 
+    @property
+    def readout(self) -> torch.Tensor:
+        """What the segment prototypes are compared with: the GRU state."""
+        return self.memory
+
 
 PolicyState = BatchBelief | RecurrentState
 
@@ -104,6 +115,8 @@ class Agent:
         self.contextual = self.spec.variant == "contextual"
         self.recurrent = self.spec.variant == "rl2"
         self.latent_dim = self.spec.latent_dim if self.contextual else 0
+        self.readout_dim = self.latent_dim if self.contextual else self.spec.memory_dim if self.recurrent else 0
+        """Size of the state the segment read-out compares with prototypes (0: none)."""
         self._set_prototypes(card)
 
     @classmethod
@@ -170,13 +183,13 @@ class Agent:
         return acts.numpy()
 
     @torch.no_grad()
-    def segment_probabilities(self, belief: BatchBelief) -> npt.NDArray[np.float64]:
+    def segment_probabilities(self, belief: PolicyState) -> npt.NDArray[np.float64]:
         """``(B, n_segments)`` probabilities from the prototypes of the matching turn count."""
-        if self.prototypes is None or not self.contextual:
+        if self.prototypes is None or not self.readout_dim:
             raise ValueError("this policy has no segment prototypes (train a contextual policy to get them)")
         k = (belief.turns.clamp(min=1) - 1).clamp(max=self.prototypes.shape[0] - 1)
         protos = self.prototypes[k]  # (B, S, z)
-        d2 = (belief.mean.unsqueeze(1) - protos).pow(2).sum(-1)
+        d2 = (belief.readout.unsqueeze(1) - protos).pow(2).sum(-1)
         temp = self.temperature[k.clamp(max=len(self.temperature) - 1)].unsqueeze(-1)
         return torch.softmax(-d2 / temp, dim=-1).double().numpy()
 

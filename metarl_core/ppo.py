@@ -469,7 +469,7 @@ class Trainer:
     def export(self, path: str | Path, prototype_episodes: int = 3000, max_turns_id: int = 8) -> Card:
         """Compute the segment prototypes and write the checkpoint folder ``path``."""
         card = self.make_card()
-        if self.spec.variant == "contextual":
+        if self.spec.variant in ("contextual", "rl2"):  # a belief, or RL^2's GRU state
             fit_prototypes(Agent(self.model), card, prototype_episodes, max_turns_id, seed=self.cfg.seed + 7)
         save_checkpoint(path, self.model, card)
         (Path(path) / "history.json").write_text(json.dumps(self.history, indent=1) + "\n")

@@ -6,8 +6,9 @@
 - Recomputing the states over a rollout in the update (``_sequence_inputs``) gives back the very
   log-probabilities the rollout was collected with, across dialogue starts inside the rollout and
   the state carried in from the previous one.
-- A trainer runs a few updates, exports a checkpoint that loads as an RL^2 agent acting identically
-  (greedy and sampled) and resumes; a short run learns to beat a random policy clearly.
+- A trainer runs a few updates, exports a checkpoint (with prototypes of the GRU state for the
+  segment read-out) that loads as an RL^2 agent acting identically (greedy and sampled) and
+  resumes; a short run learns to beat a random policy clearly.
 - Carried across a returning user's conversations (``conversations_per_user > 1``): the state
   restarts only where a new user starts, not at every conversation, and the update still recomputes
   the collected log-probabilities.
@@ -111,9 +112,14 @@ def test_trains_saves_loads_and_resumes(make_config: Callable[..., Any], tmp_pat
     assert (trainer.update, trainer.global_step) == (2, 2 * 1024)
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     card = trainer.export(tmp_path / "ckpt")
-    assert card.network.variant == "rl2" and card.network.memory_dim == 16 and card.prototypes == []
+    assert card.network.variant == "rl2" and card.network.memory_dim == 16
+    # The segment read-out: prototypes of the GRU state, per turn count and training segment.
+    assert np.asarray(card.prototypes).shape == (8, 3, 16) and len(card.prototype_temperature) == 8
     loaded = Agent.load(tmp_path / "ckpt")
-    assert loaded.recurrent and not loaded.contextual
+    assert loaded.recurrent and not loaded.contextual and loaded.readout_dim == 16
+    rec = play(loaded, cfg.env_id, cfg.env_kwargs, 60, seed=4, batch=30)
+    assert rec.confidence.min() > 0 and rec.predicted.max() < 3
+    assert len(rec.summary()["id_accuracy"]) == rec.predicted.shape[1]
     original = Agent(trainer.model, card)
     for deterministic in (True, False):
         a, b = (
