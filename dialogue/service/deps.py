@@ -1,8 +1,15 @@
-"""Dependencies of the routes: the process's ``Runtime`` and the calling client (``Annotated`` aliases)."""
+"""Dependencies of the routes: the process's ``Runtime`` and the calling client (``Annotated`` aliases).
+
+The API key is looked up on every request (so a revoked key stops at once), in the route's own
+worker thread: the dependencies here are async and do no I/O, so a request makes one trip to the
+thread pool rather than one for the key and one for the route. A missing key is refused before the
+body is read; an unknown or revoked key when the route asks for ``client.id()``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -20,17 +27,28 @@ async def get_runtime(request: Request) -> Runtime:  # async: no trip to the thr
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_client(runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]) -> int:
-    """The calling client's id (looked up on every request, so a revoked key stops at once)."""
+@dataclass(frozen=True)
+class Client:
+    """The caller, known by its API key until ``id()`` looks the key up."""
+
+    runtime: Runtime
+    key: str
+
+    def id(self) -> int:
+        """The client id of the key (blocking: call it from the route's thread); 401 when unknown or revoked."""
+        client_id = self.runtime.client_of(self.key)
+        if client_id is None:
+            raise HTTPException(401, "invalid API key")
+        return client_id
+
+
+async def get_client(runtime: RuntimeDep, key: Annotated[str | None, Security(api_key_header)]) -> Client:
     if not key:
         raise HTTPException(401, "missing API key: send it in the X-API-Key header")
-    client_id = runtime.client_of(key)
-    if client_id is None:
-        raise HTTPException(401, "invalid API key")
-    return client_id
+    return Client(runtime, key)
 
 
-ClientDep = Annotated[int, Depends(get_client)]
+ClientDep = Annotated[Client, Depends(get_client)]
 
 
 def served(call: Callable[[], Any]) -> Any:

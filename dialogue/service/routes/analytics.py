@@ -25,7 +25,7 @@ def get_window(
     until: Annotated[datetime | None, Query(description="Conversations created before this time")] = None,
 ) -> analytics.Window:
     try:
-        return analytics.Window(since, until, client_id=client)
+        return analytics.Window(since, until, client_id=client.id())
     except ValueError as e:
         raise HTTPException(422, str(e)) from e
 

@@ -19,7 +19,7 @@ def create_conversation(
     body: ConversationIn, client: ClientDep, runtime: RuntimeDep, request: Request
 ) -> dict[str, str]:
     """Start a conversation; returns its id."""
-    conversation_id = served(lambda: runtime.start_conversation(client, body.domain, body.client_user_ref))
+    conversation_id = served(lambda: runtime.start_conversation(client.id(), body.domain, body.client_user_ref))
     request.app.state.metrics["conversations"].inc()
     return {"id": conversation_id}
 
@@ -33,7 +33,7 @@ def list_conversations(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, list[dict[str, Any]]]:
     """A user's conversations (by the ``client_user_ref`` given when they started), newest first."""
-    return {"conversations": runtime.conversations_of(client, client_user_ref, open_only=open_only, limit=limit)}
+    return {"conversations": runtime.conversations_of(client.id(), client_user_ref, open_only=open_only, limit=limit)}
 
 
 @router.post("/{conversation_id}/turns", response_model=ReplyOut)
@@ -44,7 +44,7 @@ def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: Ru
     A retried request with the same ``idempotency_key`` returns the stored reply.
     """
     started = time.perf_counter()
-    result: TurnResult = served(lambda: runtime.user_turn(client, conversation_id, body))
+    result: TurnResult = served(lambda: runtime.user_turn(client.id(), conversation_id, body))
     if not result.replayed:
         request.app.state.metrics["turns"].inc()
         request.app.state.metrics["latency"].observe(time.perf_counter() - started)
@@ -55,10 +55,10 @@ def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: Ru
 @router.get("/{conversation_id}")
 def get_conversation(conversation_id: str, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
     """The whole conversation with its turns."""
-    return dict(served(lambda: runtime.conversation(client, conversation_id)))
+    return dict(served(lambda: runtime.conversation(client.id(), conversation_id)))
 
 
 @router.post("/{conversation_id}/end")
 def end_conversation(conversation_id: str, body: EndIn, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Record the outcome (and an optional 1-5 rating) of a conversation."""
-    return dict(served(lambda: runtime.end_conversation(client, conversation_id, body.outcome, body.rating)))
+    return dict(served(lambda: runtime.end_conversation(client.id(), conversation_id, body.outcome, body.rating)))

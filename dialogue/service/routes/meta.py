@@ -17,6 +17,7 @@ router = APIRouter(tags=["service"])
 @router.get("/v1/policy")
 def policy_card(runtime: RuntimeDep, client: ClientDep) -> dict[str, Any]:
     """The loaded checkpoint's card (without its training history)."""
+    client.id()  # only clients may read it
     card = runtime.agent.card.to_json() if runtime.agent.card else {}
     card.get("training", {}).pop("history", None)
     return card
