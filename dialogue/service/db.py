@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 
@@ -131,7 +133,23 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITER) else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    if make_url(url).get_driver_name() != "psycopg":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "checkout")
+    def _drop_if_closed(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        # What pool_pre_ping catches, without its round trip on every checkout: a server that
+        # restarted or ended the session has closed the socket (or sent its reason), so an idle
+        # pooled connection whose socket is readable is dead; the pool then opens a new one.
+        if dbapi_conn.closed or dbapi_conn.broken:
+            raise DisconnectionError("the connection is closed")
+        ready = select.poll()
+        ready.register(dbapi_conn.pgconn.socket, select.POLLIN)
+        if ready.poll(0):
+            raise DisconnectionError("the server closed the connection")
+
+    return engine
 
 
 def writer(engine: Engine) -> Engine:

@@ -5,19 +5,23 @@ conversation is still at the turn count it read. Here the race is made to happen
 left to thread timing: while the service computes a turn, the test stores another turn on the same
 conversation (through the same ``Runtime``, in the same thread, which also shows that no database
 lock is held during the policy step: SQLite's write queue is not re-entrant). On SQLite and on
-PostgreSQL (``database_url``).
+PostgreSQL (``database_url``). And on PostgreSQL: a pooled connection whose session the server
+ended is replaced at checkout, without the round trip of a ping.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from dialogue.service import conversations
-from dialogue.service.conversations import TURN_ATTEMPTS, Runtime, ServiceError, TurnResult
+from dialogue.service import conversations, db
+from dialogue.service.conversations import TURN_ATTEMPTS, Runtime, ServiceError, TurnResult, create_key
 from dialogue.service.schemas import TurnIn
 
 AREA = TurnIn.model_validate({"acts": [{"act": "inform", "slot": "area", "value": "centre"}]})
@@ -117,3 +121,25 @@ def test_a_turn_that_keeps_losing_is_refused_and_stores_nothing(racer: Racer, st
     assert all(t["idempotency_key"] is None for t in turns)
     # Once the others stop, the refused request succeeds when retried.
     assert racer.turn(PRICE).reply.turn_index == 1 + TURN_ATTEMPTS
+
+
+def test_a_postgresql_session_ended_by_the_server_is_replaced_without_failing_a_request(
+    make_app: Callable[[str], FastAPI], postgres_url: str, make_api: Callable[[TestClient, str], Any]
+) -> None:
+    """The pool drops a pooled connection the server has closed (no ping round trip on checkout)."""
+    with TestClient(make_app(postgres_url)) as client:
+        runtime: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        with db.session_factory(runtime.engine)() as session:
+            api = make_api(client, create_key(session, "restart"))
+        cid = api.create()
+        api.turn(cid, [{"act": "hello"}])
+        with runtime.engine.connect() as conn:  # sequential requests have used one pooled connection
+            assert runtime.engine.pool.checkedin() == 0 and runtime.engine.pool.checkedout() == 1
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        admin = sa.create_engine(postgres_url)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        admin.dispose()
+        time.sleep(0.2)  # the server closes the socket of the ended session
+        assert api.turn(cid, [{"act": "inform", "slot": "area", "value": "north"}])["turn_index"] == 1
+        assert api.get(cid)["turns"][1]["turn_index"] == 1
