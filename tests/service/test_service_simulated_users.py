@@ -149,24 +149,8 @@ def identification_rate(service: Service, simulated_user: Any, segment: str, tex
     return hits / ID_USERS
 
 
-# Measured on the shipped models/default with users seeded 0..199 (deterministic).
-POLICY = "known shortfall of the policy (models/default/eval: core id@3 = 0.756)"
-SHORTFALLS: dict[tuple[str, str], str] = {
-    ("core", "utterance"): f"{POLICY}: measured 0.775",
-}
-
-
-def identification_cases() -> list[Any]:
-    cases = []
-    for text in ("utterance",):
-        for segment in TRAINING_SEGMENTS:
-            reason = SHORTFALLS.get((segment, text))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            cases.append(pytest.param(segment, text, marks=marks, id=f"{segment}-{text}"))
-    return cases
-
-
-@pytest.mark.parametrize(("segment", "text"), identification_cases())
+@pytest.mark.parametrize("text", ["utterance"])
+@pytest.mark.parametrize("segment", TRAINING_SEGMENTS)
 def test_the_service_names_the_users_segment_within_three_turns(
     segment: str, text: str, service: Service, simulated_user: Any
 ) -> None:
