@@ -5,7 +5,8 @@ in >= 90% of conversations. This script asks how much of that the simulated conv
 on held-in users (power/core/casual, equal shares) it trains a flexible classifier (an MLP, 70/30
 split) on what the policy sees — the raw observations of the first k user turns — and compares
 its held-out accuracy with the shipped checkpoint's prototype read-out and with the same MLP on
-the belief's posterior mean. Because the first system act can change what turn 2 reveals, it also
+the belief's posterior mean, and with the same MLP on the current observation only (what a
+memoryless policy has to go on at that turn). Because the first system act can change what turn 2 reveals, it also
 forces each first act in turn (where the mask allows it; greet elsewhere) and reports the best.
 
 The MLP is an estimate of what the observations allow, not a proof: a better classifier may exist.
@@ -113,6 +114,8 @@ def main() -> None:
             "readout": float((own["readouts"][k - 1] == labels).mean()),
             "mlp_posterior": mlp_accuracy(own["posteriors"][k - 1], labels, epochs, seed=k)["accuracy"],
             "mlp_observations": mlp_accuracy(np.concatenate(own["observations"][:k], 1), labels, epochs, seed=k),
+            # What a memoryless policy has at that point: the current observation only.
+            "mlp_current_observation": mlp_accuracy(own["observations"][k - 1], labels, epochs, seed=k)["accuracy"],
         }
     probes = {}
     for act in SystemAct:
@@ -123,9 +126,13 @@ def main() -> None:
         probes[act.name.lower()] = mlp_accuracy(features, forced["labels"], epochs, seed=2)["accuracy"]
     best_probe = max(probes, key=lambda a: probes[a])
 
-    print(f"{'user turns':>10} {'read-out':>9} {'MLP(posterior)':>15} {'MLP(observations)':>18}")
+    header = ("user turns", "read-out", "MLP(posterior)", "MLP(observations)", "MLP(current obs)")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (10, 9, 15, 18, 17), strict=True)))
     for k, r in rows.items():
-        print(f"{k:>10} {r['readout']:>9.3f} {r['mlp_posterior']:>15.3f} {r['mlp_observations']['accuracy']:>18.3f}")
+        print(
+            f"{k:>10} {r['readout']:>9.3f} {r['mlp_posterior']:>15.3f} {r['mlp_observations']['accuracy']:>18.3f}"
+            f" {r['mlp_current_observation']:>17.3f}"
+        )
     print("first system act forced (MLP on observations after 2 user turns): ", end="")
     print(", ".join(f"{a} {v:.3f}" for a, v in sorted(probes.items(), key=lambda t: -t[1])))
     segs = list(TRAINING_SEGMENTS)
