@@ -7,7 +7,7 @@ the tables and writes the figures to JSON, with the markdown tables and two PNGs
 (``NAME.md``, ``NAME_efficiency.png``, ``NAME_fewshot.png``). Runs live in ``runs/compare_methods``
 (``runs/compare_methods-quick`` with --quick); a killed run resumes when started again.
 
-Usage: nice -n 19 python bench/compare_methods.py [--quick] [--json PATH] [--jobs N]
+Usage: flock /tmp/segdial-cpu.lock nice -n 10 python bench/compare_methods.py [--quick] [--json PATH] [--jobs N]
 """
 
 from __future__ import annotations
