@@ -215,7 +215,7 @@ def open_backend(settings: ActionSettings | None = None, service: Settings | Non
             settings.rasa_send_text,
         )
     torch.set_num_threads(service.torch_threads)
-    runtime = Runtime.open(service)
+    runtime = Runtime.open(service, serial_turns=True)  # threads that only run turns: see Runtime
     if ObservationLayout(domain.n_slots).size != runtime.agent.spec.obs_dim:
         runtime.close()
         raise BackendUnavailableError(f"the policy at {service.model_path} does not serve domain {domain.name!r}")

@@ -120,6 +120,7 @@ class Runtime:
     engine: Engine
     agent: Agent
     nlu: NLU
+    serial_turns: bool = False
     reads: sessionmaker = field(init=False)
     writes: sessionmaker = field(init=False)
     _writer: Engine = field(init=False)
@@ -133,17 +134,23 @@ class Runtime:
         self._statements = db.autocommit(self.engine)
         self.writes = db.session_factory(self._writer)
         self._write_queue = db.SqliteWriteQueue(self.settings.database_url) if self.settings.is_sqlite else None
-        # SQLite, within one process: one turn at a time from its read to its write. The threads of a
-        # process cannot compute in parallel anyway (the GIL); letting them interleave only makes
-        # the writer holding the queue wait for the GIL behind the others (8 threads in-process:
-        # 240 turns/s against 590 with this lock). Across worker processes turns still compute in
-        # parallel and only their writes queue, with the turn count check catching the races.
-        # Re-entrant, so a turn stored from inside another's computation (as a test does) goes through.
-        self._turn_lock = threading.RLock() if self.settings.is_sqlite else contextlib.nullcontext()
+        # ``serial_turns`` on SQLite: one turn at a time in this process, from its read to its write.
+        # For an embedder whose many threads do nothing but turns (the Rasa action server's
+        # in-process backend): interleaved, the writer holding the queue waits for the GIL behind
+        # the others (8 threads: 240 turns/s, 598 with the lock). The HTTP app leaves it off: there
+        # the other threads parse requests, and serial turns cut its peak (about 360 against 470
+        # act turns/s, `bench/service_latency.py --quick`). Across processes turns always compute in
+        # parallel; the turn count check catches the races. Re-entrant, so a turn stored from inside
+        # another's computation (as a test does) goes through.
+        serial = self.serial_turns and self.settings.is_sqlite
+        self._turn_lock = threading.RLock() if serial else contextlib.nullcontext()
 
     @classmethod
-    def open(cls, settings: Settings, agent: Agent | None = None) -> Runtime:
-        """Connect (migrating an embedded SQLite database on first use), check the schema, load the models."""
+    def open(cls, settings: Settings, agent: Agent | None = None, serial_turns: bool = False) -> Runtime:
+        """Connect (migrating an embedded SQLite database on first use), check the schema, load the models.
+
+        ``serial_turns``: on SQLite, run one turn at a time in this process (see ``__post_init__``).
+        """
         engine = db.make_engine(settings.database_url)
         try:
             if settings.is_sqlite and db.current_revision(engine) is None:
@@ -154,7 +161,7 @@ class Runtime:
         except BaseException:
             engine.dispose()
             raise
-        return cls(settings, engine, agent, nlu)
+        return cls(settings, engine, agent, nlu, serial_turns)
 
     def close(self) -> None:
         if self._write_queue is not None:

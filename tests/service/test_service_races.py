@@ -11,6 +11,7 @@ ended is replaced at checkout, without the round trip of a ping.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,9 +61,11 @@ class Racer:
         return self.runtime.user_turn(self.client_id, self.cid, body)
 
 
-@pytest.fixture
-def runtime(client: TestClient) -> Runtime:
-    return client.app.state.runtime  # type: ignore[attr-defined,no-any-return]
+@pytest.fixture(params=[False, True], ids=["interleaved", "serial"])
+def runtime(client: TestClient, request: pytest.FixtureRequest) -> Runtime:
+    """The app's runtime, and the same one with serial turns (the Rasa in-process backend's)."""
+    rt: Runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    return dataclasses.replace(rt, serial_turns=True) if request.param else rt
 
 
 @pytest.fixture
