@@ -247,7 +247,7 @@ class Runtime:
         )
         if open_only:
             query = query.where(_C.c.ended_at.is_(None))
-        with self.engine.connect() as conn:
+        with self._statements.connect() as conn:
             rows = conn.execute(query.order_by(_C.c.created_at.desc()).limit(limit)).all()
         return [
             {
@@ -285,23 +285,28 @@ class Runtime:
         if body.text is not None and acts:
             register = self.nlu.register(body.text)
         read = {"id_": conversation_id, "client": client_id, "key": body.idempotency_key}
-        if not acts:  # text alone: the NLU needs only the conversation's domain; read it outside the lock
-            with self._statements.connect() as conn:
-                conv = conn.execute(_READ_TURN_STATE, read).one_or_none()
+        conv = None
+        if not acts:  # text alone: the NLU needs the conversation's domain, and runs outside the turn lock
+            conv = self._read_turn_state(read)
             if conv is not None and conv.reply is None and conv.ended_at is None:
                 acts, _, register = self.nlu.read(body.text or "", conv.domain)
         with self._turn_lock:
-            return self._claim_turn(read, body, acts, register, started)
+            return self._claim_turn(read, conv, body, acts, register, started)
+
+    def _read_turn_state(self, read: dict[str, Any]) -> Any:
+        with self._statements.connect() as conn:
+            return conn.execute(_READ_TURN_STATE, read).one_or_none()
 
     def _claim_turn(
-        self, read: dict[str, Any], body: TurnIn, acts: list[dict[str, Any]], register: float, started: float
+        self, read: dict[str, Any], conv: Any, body: TurnIn, acts: list[dict[str, Any]], register: float, started: float
     ) -> TurnResult:
-        """Read the state, compute the reply, store it if no other turn came first; else again."""
+        """Compute the reply from the stored state (``conv``: already read, else read here) and store it
+        if no other turn came first; else read again."""
         conversation_id = read["id_"]
         parsed: ParsedTurn | None = None
-        for _ in range(TURN_ATTEMPTS):
-            with self._statements.connect() as conn:
-                conv = conn.execute(_READ_TURN_STATE, read).one_or_none()
+        for attempt in range(TURN_ATTEMPTS):
+            if attempt or conv is None:  # a stale first read only loses the race below and reads again
+                conv = self._read_turn_state(read)
             if conv is None:
                 raise ServiceError(404, f"no conversation {conversation_id}")
             if conv.reply is not None:
@@ -309,9 +314,7 @@ class Runtime:
             if conv.ended_at is not None:
                 raise ServiceError(409, f"conversation {conversation_id} has ended")
             domain = load_domain(conv.domain)
-            if parsed is None:  # the NLU and the acts' check do not depend on the state: once
-                if not acts:
-                    acts, _, register = self.nlu.read(body.text or "", domain.name)
+            if parsed is None:  # the acts' check does not depend on the state: once
                 try:
                     parsed = parse_acts(domain, acts)
                 except TurnError as e:
