@@ -191,9 +191,6 @@ def _conversations(
 def _as_episodes(conversations: list[dict[str, list[torch.Tensor]]]) -> Episodes:
     """Conversations as ``Episodes`` (one per column, zero padding after its end is not valid)."""
     steps = max(len(c["obs"]) for c in conversations)
-
-    def column(c: dict[str, list[torch.Tensor]], f: str) -> torch.Tensor:
-        t = torch.stack(c[f])
-        return torch.cat([t, t.new_zeros((steps - len(t), *t.shape[1:]))])
-
-    return Episodes(*(torch.stack([column(c, f) for c in conversations], 1) for f in Episodes._fields))
+    columns = [Episodes(*(torch.stack(c[f]).unsqueeze(1) for f in Episodes._fields)) for c in conversations]
+    columns = [c.padded(steps) for c in columns]
+    return Episodes(*(torch.cat(parts, dim=1) for parts in zip(*columns, strict=True)))

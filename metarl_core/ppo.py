@@ -153,7 +153,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.envs = make_vec(cfg.env_id, cfg.num_envs, **cfg.env_kwargs)
+        self.envs = make_vec(cfg.env_id, cfg.num_envs, **self._train_env_kwargs())
         obs_space = self.envs.single_observation_space
         self.obs_dim = int(np.prod(obs_space.shape or (0,)))
         self.n_actions = int(self.envs.single_action_space.n)  # type: ignore[attr-defined]
@@ -277,6 +277,10 @@ class Trainer:
     ) -> tuple[torch.Tensor, ...]:
         """The memory once the act is taken and rewarded: the belief needs neither."""
         return carry
+
+    def _train_env_kwargs(self) -> dict[str, Any]:
+        """Keywords of the training environment (RL^2 carried across conversations adds returning users)."""
+        return dict(self.cfg.env_kwargs)
 
     def _memory_starts(self, done: np.ndarray) -> torch.Tensor:
         """Where the memory restarts at the next step: wherever a dialogue ended (RL^2 carried across

@@ -32,14 +32,12 @@ carried state on the earlier simulator), and a sixth method would add a third to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from metarl_core.evaluation import make_vec
 from metarl_core.networks import NetworkSpec
 from metarl_core.ppo import Rollout, TrainConfig, Trainer
 
@@ -74,13 +72,11 @@ class RL2Trainer(Trainer):
 
     cfg: RL2Config
 
-    def __init__(self, cfg: RL2Config, run_dir: str | Path) -> None:
-        super().__init__(cfg, run_dir)
-        if cfg.carried:  # the same environment, with users returning; reset with the same seed
-            self.envs.close()
-            kwargs = {**cfg.env_kwargs, cfg.returning_user_kwarg: cfg.conversations_per_user}
-            self.envs = make_vec(cfg.env_id, cfg.num_envs, **kwargs)
-            self.obs, self.info = self.envs.reset(seed=cfg.seed)
+    def _train_env_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._train_env_kwargs()
+        if self.cfg.carried:  # users return for conversations_per_user conversations
+            kwargs[self.cfg.returning_user_kwarg] = self.cfg.conversations_per_user
+        return kwargs
 
     def _memory_starts(self, done: np.ndarray) -> torch.Tensor:
         if not self.cfg.carried:
