@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+import numpy.typing as npt
+
 from dialogue.acts import UserAct, UserTurn
 from dialogue.domain import DONTCARE, Domain
 
@@ -57,6 +60,15 @@ def turn_style(verbosity: float, u: float, opening: bool = True, u_entrain: floa
     if not opening and u_entrain < ENTRAINMENT:
         return PLAIN
     return style_of(verbosity + STYLE_NOISE * (2.0 * u - 1.0))
+
+
+def turn_styles(
+    verbosity: npt.NDArray[np.float64], u: npt.NDArray[np.float64], opening: bool, u_entrain: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """``turn_style`` for arrays of users (the vectorised simulator)."""
+    v = verbosity + STYLE_NOISE * (2.0 * u - 1.0)
+    style = np.where(v < 1 / 3, TERSE, np.where(v < 2 / 3, PLAIN, CHATTY))
+    return style if opening else np.where(u_entrain < ENTRAINMENT, PLAIN, style)
 
 
 def register_of(style: int) -> float:

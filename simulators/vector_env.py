@@ -35,7 +35,7 @@ from dialogue.domain import DONTCARE, Domain, load_domain
 from simulators import user as um
 from simulators.env import DEFAULT_MAX_TURNS, SUCCESS_REWARD, TURN_PENALTY, check_max_turns
 from simulators.profiles import PARAM_INDEX, PARAMETERS, SegmentSpec, resolve_profiles
-from simulators.user_nlg import CHATTY, ENTRAINMENT, PLAIN, STYLE_NOISE, TERSE, user_text
+from simulators.user_nlg import turn_styles, user_text
 
 _I = PARAM_INDEX
 
@@ -179,10 +179,7 @@ class SegmentDialogueVectorEnv(VectorEnv):
         """The style of this turn's text per row (as ``user_nlg.turn_style``), kept for the text."""
         v = self.params[rows, _I["verbosity"]]
         u = self.np_random.random((2, *v.shape))
-        v = v + STYLE_NOISE * (2.0 * u[0] - 1.0)
-        style = np.where(v < 1 / 3, TERSE, np.where(v < 2 / 3, PLAIN, CHATTY))
-        if not opening:
-            style = np.where(u[1] < ENTRAINMENT, PLAIN, style)
+        style = turn_styles(v, u[0], opening, u[1])
         self.turn_style[rows] = style
         return style.astype(np.float64)
 

@@ -21,6 +21,7 @@ from simulators.user_nlg import (
     register_of,
     style_of,
     turn_style,
+    turn_styles,
     user_text,
 )
 
@@ -67,6 +68,14 @@ def test_after_the_opening_users_entrain_to_the_plain_register() -> None:
     rng = np.random.default_rng(0)
     later = [turn_style(CHATTY_USER, rng.random(), False, rng.random()) for _ in range(4000)]
     assert abs(np.mean([s == PLAIN for s in later]) - ENTRAINMENT) < 0.03
+
+
+def test_the_array_rule_is_the_scalar_rule() -> None:
+    rng = np.random.default_rng(1)
+    v, u, e = rng.random(500), rng.random(500), rng.random(500)
+    for opening in (True, False):
+        want = [turn_style(a, b, opening, c) for a, b, c in zip(v, u, e, strict=True)]
+        assert turn_styles(v, u, opening, e).tolist() == want
 
 
 def test_every_turn_is_expressible_in_every_style(domain: Domain) -> None:
