@@ -63,7 +63,12 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
     same = "the same user" if cfg.get("returning_user_kwarg") else "that segment (each its own user)"
-    rl2_users = cfg.get("method", {}).get("rl2", {}).get("conversations_per_user", 1)
+    users = {
+        name: cfg.get("method", {})
+        .get(name, {})
+        .get("conversations_per_user", cfg.get("train", {}).get("conversations_per_user", 1))
+        for name in methods
+    }
     for task in held_out:
         lines += [
             "",
@@ -76,7 +81,7 @@ def markdown(summary: dict[str, Any]) -> str:
         for name, m in methods.items():
             how = {
                 "context": "state carried"
-                + (f" (trained carried over {rl2_users} per user)" if name == "rl2" and rl2_users > 1 else ""),
+                + (f" (trained carried over {users[name]} per user)" if users[name] > 1 else ""),
                 "gradient": "inner loop" if name == "fomaml" else "fine-tuned (PG steps)",
                 "none": "not used",
             }[METHODS[name].fewshot]

@@ -20,6 +20,13 @@ What the policy carries from step to step (the belief's natural parameters here)
 few hooks (``_initial_carry``, ``_step_inputs``, ``_after_step``, ``_sequence_inputs``), so that
 RL^2 (``metarl_core.rl2``) trains with this same learner; ``iteration`` and ``_fraction_done`` let
 first-order MAML (``metarl_core.maml``) reuse the loop, logging, evaluation, resume and export.
+
+Returning users (``conversations_per_user = K > 1``, for any variant with a memory): the training
+environment keeps each user for K consecutive conversations and the memory (the belief here) is
+restarted only where a new user starts, so the belief is also trained on what few-shot asks of it:
+a posterior that already holds a user's earlier conversations (PEARL's context across episodes).
+Returns and advantages still end with every conversation; a user's first conversation starts
+from the prior, as with K = 1.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ class TrainConfig:
         "eval_episodes",
         "checkpoint_every",
         "threads",
+        "conversations_per_user",
     )
 
     env_id: str = "simulators:simulators/SegmentDialogue-v0"
@@ -104,6 +112,18 @@ class TrainConfig:
     task_key: str = "user_params"
     """``info`` key of the true task parameters (oracle variant)."""
     threads: int = 2
+    conversations_per_user: int = 1
+    """Conversations of one user in training, the policy's memory (belief, or RL^2's state) carried
+    across them (1: a new user, and a fresh memory, for every conversation)."""
+    returning_user_kwarg: str = "conversations_per_user"
+    """Environment keyword that makes users return for ``conversations_per_user`` conversations."""
+    conversation_index_key: str = "conversation_index"
+    """``info`` key of a conversation's index within its user (0: a new user)."""
+
+    @property
+    def carried(self) -> bool:
+        """Whether the memory is carried across a returning user's conversations in training."""
+        return self.conversations_per_user > 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -279,13 +299,20 @@ class Trainer:
         return carry
 
     def _train_env_kwargs(self) -> dict[str, Any]:
-        """Keywords of the training environment (RL^2 carried across conversations adds returning users)."""
-        return dict(self.cfg.env_kwargs)
+        """Keywords of the training environment (carried memory: users return for
+        ``conversations_per_user`` conversations)."""
+        kwargs = dict(self.cfg.env_kwargs)
+        if self.cfg.carried:
+            kwargs[self.cfg.returning_user_kwarg] = self.cfg.conversations_per_user
+        return kwargs
 
     def _memory_starts(self, done: np.ndarray) -> torch.Tensor:
-        """Where the memory restarts at the next step: wherever a dialogue ended (RL^2 carried across
-        a returning user's conversations restarts only for a new user)."""
-        return torch.as_tensor(done)
+        """Where the memory restarts at the next step: wherever a dialogue ended, or, carried across
+        a returning user's conversations, only where a new user starts."""
+        if not self.cfg.carried:
+            return torch.as_tensor(done)
+        new_user = np.asarray(self.info[self.cfg.conversation_index_key]) == 0
+        return torch.as_tensor(done & new_user)
 
     def _sequence_inputs(self, r: Rollout, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Policy inputs ``(T, |c|, ...)`` of rollout columns ``c`` with the current networks, and the

@@ -4,7 +4,8 @@ RL^2 (Duan et al. 2016, "Fast Reinforcement Learning via Slow Reinforcement Lear
 2016, "Learning to reinforcement learn") meta-learns by recurrence: a GRU reads (observation,
 previous act one-hot, previous reward) at every turn, and the actor and critic see its state next to
 the observation (``ActorCritic`` variant ``rl2``). Nothing tells it about the user; whatever it
-infers lives in the state, which is reset where a conversation starts, as the contextual belief is.
+infers lives in the state, which is reset where a conversation starts (or, trained on returning users,
+where a new user starts), as the contextual belief is.
 At evaluation time the state can instead be carried across a returning user's conversations
 (``play(..., context_episodes=K)``), which is RL^2's few-shot setting.
 
@@ -14,8 +15,9 @@ with the current GRU (truncated back-propagation through time at the rollout bou
 state carried in is a constant), exactly as the contextual learner recomputes its beliefs. A
 dialogue is at most ``max_turns`` (20) turns, so a 32-step rollout holds most conversations whole.
 
-Returning users (``conversations_per_user = K > 1``): the training environment keeps each user
-for K consecutive conversations (the environment keyword ``returning_user_kwarg``), and the state
+Returning users (``conversations_per_user = K > 1``, the core trainer's option for any memory):
+the training environment keeps each user for K consecutive conversations (the environment keyword
+``returning_user_kwarg``), and the state
 is reset only where a new user starts (``info[conversation_index_key] == 0``), so the GRU is
 trained on what few-shot asks of it: a state carried from a user's earlier conversations,
 including the previous conversation's last reward. Returns and advantages still end with each
@@ -32,9 +34,8 @@ carried state on the earlier simulator), and a sixth method would add a third to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
@@ -47,42 +48,19 @@ class RL2Config(TrainConfig):
     """``TrainConfig`` for RL^2 (same learner and budget fields)."""
 
     VARIANTS: ClassVar[tuple[str, ...]] = ("rl2",)
-    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "memory_dim", "conversations_per_user")
+    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "memory_dim")
 
     variant: str = "rl2"
     memory_dim: int = 128
     """Size of the GRU state."""
     aux_coef: float = 0.0
     """Unused: RL^2 has no auxiliary segment loss (it would be an oracle signal it was not given)."""
-    conversations_per_user: int = 1
-    """Conversations of one user in training, the state carried across them (1: reset every one)."""
-    returning_user_kwarg: str = "conversations_per_user"
-    """Environment keyword that makes users return for ``conversations_per_user`` conversations."""
-    conversation_index_key: str = "conversation_index"
-    """``info`` key of a conversation's index within its user (0: a new user)."""
-
-    @property
-    def carried(self) -> bool:
-        """Whether the state is carried across a returning user's conversations in training."""
-        return self.conversations_per_user > 1
 
 
 class RL2Trainer(Trainer):
     """PPO on the ``rl2`` policy; the memory carried between steps is (state, previous act, previous reward)."""
 
     cfg: RL2Config
-
-    def _train_env_kwargs(self) -> dict[str, Any]:
-        kwargs = super()._train_env_kwargs()
-        if self.cfg.carried:  # users return for conversations_per_user conversations
-            kwargs[self.cfg.returning_user_kwarg] = self.cfg.conversations_per_user
-        return kwargs
-
-    def _memory_starts(self, done: np.ndarray) -> torch.Tensor:
-        if not self.cfg.carried:
-            return torch.as_tensor(done)
-        new_user = np.asarray(self.info[self.cfg.conversation_index_key]) == 0
-        return torch.as_tensor(done & new_user)
 
     def _network_spec(self, task_dim: int) -> NetworkSpec:
         return NetworkSpec(

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from metarl_core.belief import streaming_posteriors
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent
 from metarl_core.ppo import TrainConfig, Trainer
@@ -114,3 +115,30 @@ def test_few_parallel_dialogues_train_with_the_default_segments(
     trainer = Trainer(cfg, tmp_path)
     trainer.train()
     assert trainer.update == trainer.n_updates
+
+
+def test_carried_belief_restarts_only_for_a_new_user(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+    """Returning users: the contextual belief spans a user's conversations and restarts at a new user."""
+    trainer = Trainer(make_config(seed=3, conversations_per_user=3), tmp_path)
+    assert trainer.cfg.carried
+    r0 = trainer.collect()
+    r = trainer.collect()
+    ended = torch.cat([r0.dones[-1:], r.dones[:-1]]).bool()  # a conversation ended before step t
+    carried = ended & ~r.starts
+    assert (r.starts <= ended).all(), "the belief restarted where no conversation ended"
+    assert carried.any() and r.starts.any(), "need both a returning user and a new one: vacuous"
+    f_mean, f_logvar = trainer.model.encoder(r.obs)  # type: ignore[misc]
+    _, var, _, _ = streaming_posteriors(f_mean, f_logvar, r.starts, *r.carry0)
+    fresh = 1.0 / (1.0 + torch.exp(-f_logvar))  # the prior times this turn's factor alone
+    assert torch.allclose(var[r.starts], fresh[r.starts], rtol=1e-4), "a new user's belief is not fresh"
+    # A returning user's first turn also holds its earlier conversation's factors: a narrower posterior.
+    assert (var[carried] < 0.99 * fresh[carried]).all()
+
+
+def test_per_conversation_belief_restarts_at_every_conversation(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    trainer = Trainer(make_config(seed=3), tmp_path)
+    r0 = trainer.collect()
+    r = trainer.collect()
+    assert torch.equal(r.starts, torch.cat([r0.dones[-1:], r.dones[:-1]]).bool())
