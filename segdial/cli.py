@@ -142,9 +142,9 @@ def _progress(label: str, transient: bool = False) -> Progress:
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option(help="TOML config (see configs/); [train] holds TrainConfig fields.")] = Path(
-        "configs/default.toml"
-    ),
+    config: Annotated[
+        Path, typer.Option(help="TOML config (see configs/); \\[train] holds TrainConfig fields.")
+    ] = Path("configs/default.toml"),
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint folder to write (default: models/<config name>).")
     ] = None,
@@ -370,7 +370,9 @@ def compare(
     config: Annotated[Path, typer.Option(help="TOML comparison config (see configs/compare.toml).")] = Path(
         "configs/compare.toml"
     ),
-    quick: Annotated[bool, typer.Option("--quick", help="Lay the config's [quick] table over it: a tiny run.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Lay the config's \\[quick] table over it: a tiny run.")
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(help="Runs, checkpoints and finished jobs (default: runs/compare[-quick]); run again to resume."),

@@ -95,3 +95,11 @@ def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert_one_line_error(bad.returncode, bad.stdout, bad.stderr, "-n")
+
+
+@pytest.mark.parametrize(("command", "words"), [("train", "[train] holds"), ("compare", "config's [quick] table")])
+def test_help_keeps_bracketed_words(segdial: Callable[..., tuple[int, str, str]], command: str, words: str) -> None:
+    """Rich reads "[quick]" as markup and drops it unless escaped; the help must still name the table."""
+    code, out, _ = segdial(command, "--help")
+    assert code == 0
+    assert words in " ".join(line.strip("│ ") for line in out.splitlines())
