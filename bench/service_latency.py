@@ -1,7 +1,8 @@
 """Service latency under open-loop load: act turns and text turns, SQLite and PostgreSQL.
 
 The server runs as its own process (`segdial serve`; `--workers N` uvicorn workers, default 2, one
-per core, each with one torch thread). This script is the load
+per core, each with one torch thread and a listening socket of its own, so the 50 connections
+spread over them; the load starts once every worker listens). This script is the load
 generator: simulated users of every segment hold 50 concurrent conversations over real HTTP on
 loopback, and their turns are sent at a fixed offered rate (open loop: a turn's send time does
 not wait for earlier replies, only for its own conversation's previous reply). The rate grows in
@@ -37,6 +38,7 @@ import numpy as np
 from common import Connection, ServerProcess, check_line, free_port, fresh_postgres, parser, write_json
 
 from dialogue.acts import SystemAct
+from dialogue.service.workers import listening_sockets
 from simulators.env import SegmentDialogueEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +75,13 @@ class Server(ServerProcess):
         port = free_port()
         settings = {"SEGDIAL_WORKERS": str(workers), "SEGDIAL_PORT": str(port), "SEGDIAL_LOG_LEVEL": "warning"}
         super().__init__([*SEGDIAL, "serve"], {"SEGDIAL_DATABASE_URL": url, **settings}, port, "/readyz")
+        # /readyz answers once one worker is up; the load starts once every worker listens.
+        deadline = time.time() + 120
+        while len(listening_sockets(port)) < workers:
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError(f"only {len(listening_sockets(port))} of {workers} workers listen after 120 s")
+            time.sleep(0.2)
 
 
 class SimulatedUser:

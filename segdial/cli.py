@@ -619,15 +619,16 @@ def serve() -> None:
     if settings.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
         return
-    # Several processes: each worker builds its own app from the same environment.
-    uvicorn.run(
-        "dialogue.service.app:create_app",
-        factory=True,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-    )
+    # Several processes, each building its own app from the same environment and accepting on a
+    # socket of its own, so that connections spread over the workers (dialogue.service.workers).
+    from dialogue.service.workers import serve_workers
+
+    try:
+        status = serve_workers(settings.workers, settings.host, settings.port, settings.log_level)
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()

@@ -1,5 +1,8 @@
 """`segdial serve` as real processes: several uvicorn workers on one SQLite file, and bad settings.
 
+Each worker accepts on a listening socket of its own (``dialogue.service.workers``): connections
+spread over the workers, and a worker that dies is replaced.
+
 Two worker processes share the embedded SQLite database (their writers queue on
 ``db.SqliteWriteQueue``, a file lock across processes). Concurrent turns on many conversations must
 succeed or be refused cleanly, and leave every conversation's turn indexes contiguous.
@@ -8,10 +11,12 @@ succeed or be refused cleanly, and leave every conversation's turn indexes conti
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +27,7 @@ from sqlalchemy import select
 
 from dialogue.service import db
 from dialogue.service.conversations import create_key
+from dialogue.service.workers import listening_sockets, tcp_sockets
 
 SEGDIAL = [sys.executable, "-m", "segdial.cli"]
 
@@ -108,6 +114,86 @@ def test_two_worker_processes_on_one_sqlite_file_lose_no_turn(two_workers: tuple
                 assert count == len(indexes)
     finally:
         engine.dispose()
+
+
+def socket_owners(inodes: set[int]) -> dict[int, int]:
+    """Which process holds each of these socket inodes: {inode: pid} (Linux /proc)."""
+    owners = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and int(link[8:-1]) in inodes:
+                    owners[int(link[8:-1])] = int(pid)
+        except OSError:  # a process that ended, or one we may not read
+            continue
+    return owners
+
+
+def accepted_by_process(port: int) -> Counter[int]:
+    """Established connections to ``port`` on this machine, counted by the process that accepted them."""
+    return Counter(socket_owners(set(tcp_sockets(port, "01"))).values())
+
+
+def wait_for_listeners(port: int, n: int, timeout: float = 120) -> set[int]:
+    """The pids of the ``n`` workers once each listens on ``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inodes = set(listening_sockets(port))
+        owners = set(socket_owners(inodes).values())  # a dead worker's socket may linger, owned by none
+        if len(inodes) == len(owners) == n:
+            return owners
+        assert time.monotonic() < deadline, f"{len(owners)} of {n} workers listen on {port}"
+        time.sleep(0.2)
+
+
+def test_connections_spread_over_the_workers(two_workers: tuple[str, str, str]) -> None:
+    """40 keep-alive connections opened at once: each worker accepts a fair share (a socket shared by
+    both workers gave splits such as 50/0)."""
+    base = two_workers[0]
+    port = int(base.rsplit(":", 1)[1])
+    workers = wait_for_listeners(port, 2)
+    assert len(workers) == 2
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        for c in clients:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for c in clients:
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")
+        counts = accepted_by_process(port)
+    finally:
+        for c in clients:
+            c.close()
+    assert set(counts) == workers and sum(counts.values()) == 40, counts
+    # A fair coin puts fewer than 8 of 40 on one side with probability 4e-5.
+    assert min(counts.values()) >= 8, counts
+
+
+def test_a_dead_worker_is_replaced(two_workers: tuple[str, str, str]) -> None:
+    base = two_workers[0]
+    port = int(base.rsplit(":", 1)[1])
+    first, second = sorted(wait_for_listeners(port, 2))
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while first in (workers := wait_for_listeners(port, 2)):
+        assert time.monotonic() < deadline, "the dead worker was not replaced"
+        time.sleep(0.2)
+    assert second in workers and len(workers) == 2
+    assert httpx.get(base + "/readyz", timeout=10).status_code == 200
+
+
+def test_serve_with_workers_reports_a_taken_port_in_one_line(
+    tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("SEGDIAL_PORT", str(port))
+        monkeypatch.setenv("SEGDIAL_WORKERS", "2")
+        code, out, err = run_cli(f"sqlite:///{tmp_path / 'x.db'}", "serve")
+    assert code == 2 and out == ""
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n", err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,129 @@
+"""Several uvicorn worker processes, each accepting on a listening socket of its own (Linux).
+
+uvicorn's own supervisor binds one socket in the parent and every worker accepts from it, so the
+kernel hands each new connection to whichever worker wakes first. A backend keeps a few long-lived
+keep-alive connections, and they can all land on one worker while the other core idles: 50
+connections opened at once split 27/23, 41/9 and 50/0 over two workers in three starts here, and
+the durable PostgreSQL peak of `bench/service_latency.py` swung between about 300 and 500 turns/s
+with it (one worker's capacity, or two).
+
+Here every worker binds a socket of its own to the same address with ``SO_REUSEPORT``, and Linux
+spreads new connections over the listening sockets by a hash of their addresses. A worker's
+socket starts listening only once its app has started (uvicorn listens after the lifespan), so no
+connection waits on a worker that is still loading the policy. The parent restarts a worker that
+dies after it started serving (one that failed to start would fail again: then it stops them all),
+and stops every worker on SIGINT or SIGTERM. Elsewhere than Linux the kernel does not balance
+``SO_REUSEPORT`` sockets, so ``serve_workers`` falls back to uvicorn's supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+APP = "dialogue.service.app:create_app"
+STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that could not start (uvicorn.config)
+
+logger = logging.getLogger("uvicorn.error")
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) with SO_REUSEPORT, not yet listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def tcp_sockets(port: int, state: str) -> list[int]:
+    """Inodes of this machine's TCP sockets on local ``port`` in ``state`` (Linux ``/proc/net``
+    codes: "0A" listening, "01" established)."""
+    inodes = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.append(int(fields[9]))
+    return inodes
+
+
+def listening_sockets(port: int) -> list[int]:
+    """Inodes of the sockets listening on ``port``: one per worker once every worker has started."""
+    return tcp_sockets(port, "0A")
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    """One worker process: its own socket, the app from the SEGDIAL_* environment, uvicorn's server."""
+    import uvicorn
+
+    try:
+        sock = reuse_port_socket(host, port)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, log_level=log_level)
+    config.configure_logging()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_workers(workers: int, host: str, port: int, log_level: str) -> int:
+    """Run ``workers`` worker processes until SIGINT or SIGTERM; returns the exit status."""
+    if not sys.platform.startswith("linux"):
+        import uvicorn
+
+        uvicorn.run(APP, factory=True, workers=workers, host=host, port=port, log_level=log_level)
+        return 0
+    reuse_port_socket(host, port).close()  # the address is free (or shared with SO_REUSEPORT): fail early if not
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+    def start() -> BaseProcess:
+        process = spawn.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process.start()
+        return process
+
+    processes = [start() for _ in range(workers)]
+    status = 0
+    while not stop.wait(0.5):
+        for i, process in enumerate(processes):
+            if process.is_alive():
+                continue
+            if process.exitcode == STARTUP_FAILURE:
+                logger.error("a worker could not start; stopping")
+                status = STARTUP_FAILURE
+                stop.set()
+                break
+            logger.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
+            processes[i] = start()
+    for process in processes:
+        if process.is_alive():
+            process.terminate()  # SIGTERM: uvicorn shuts the worker down gracefully
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return status
