@@ -27,8 +27,9 @@ import threading
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from uvicorn.config import STARTUP_FAILURE  # the exit status of a worker that could not start
+
 APP = "dialogue.service.app:create_app"
-STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that could not start (uvicorn.config)
 
 logger = logging.getLogger("uvicorn.error")
 
