@@ -106,6 +106,10 @@ class TrainConfig:
     eval_episodes: int = 1500
     checkpoint_every: int = 25
     """Updates between resumable checkpoints of the run."""
+    keep_best: bool = False
+    """Export the weights of the best periodic evaluation (``eval/mean_return``) instead of the last
+    ones: model selection on the trainer's own evaluation dialogues, which ``segdial evaluate`` does
+    not reuse (other seeds)."""
     label_key: str = "segment_index"
     """``info`` key of the task label (auxiliary loss, prototypes)."""
     label_names_key: str = "segment"
@@ -199,6 +203,8 @@ class Trainer:
         self.carry = self._initial_carry()
         self.starts = torch.ones(cfg.num_envs, dtype=torch.bool)
         self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None
+        """With ``keep_best``: the best evaluation so far, ``{"step", "eval/mean_return", "model"}``."""
         self.recent_returns: list[float] = []
         self.recent_success: list[float] = []
 
@@ -243,6 +249,7 @@ class Trainer:
             "history": self.history,
             "config": asdict(self.cfg),
             "torch_rng": torch.get_rng_state(),
+            "best": self.best,
         }
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -260,6 +267,7 @@ class Trainer:
         self.update, self.global_step = state["update"], state["global_step"]
         self.wall_time, self.history = state["wall_time"], state["history"]
         torch.set_rng_state(state["torch_rng"])
+        self.best = state.get("best")
         # Fresh dialogues (mid-dialogue simulator state is not saved): reseed per update.
         self.obs, self.info = self.envs.reset(seed=self.cfg.seed + 1000 * self.update)
         self.starts[:] = True
@@ -466,6 +474,8 @@ class Trainer:
                     t1 = time.perf_counter()
                     scalars.update(self.evaluate())
                     self.wall_time += time.perf_counter() - t1
+                    if self.cfg.keep_best:
+                        self._remember_if_best(scalars["eval/mean_return"])
                     self.history.append({"step": self.global_step, "wall_time": self.wall_time, **scalars})
                 for k, v in scalars.items():
                     writer.add_scalar(k, v, self.global_step)
@@ -477,6 +487,11 @@ class Trainer:
                     break
         finally:
             writer.close()
+
+    def _remember_if_best(self, mean_return: float) -> None:
+        if self.best is None or mean_return > self.best["eval/mean_return"]:
+            weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best = {"step": self.global_step, "eval/mean_return": mean_return, "model": weights}
 
     # -- the result -----------------------------------------------------------------------------
     def make_card(self, extra_training: dict[str, Any] | None = None) -> Card:
@@ -493,12 +508,20 @@ class Trainer:
                 "updates": self.update,
                 "wall_time_s": round(self.wall_time, 1),
                 "history": self.history,
+                **(
+                    {"selected": {k: v for k, v in self.best.items() if k != "model"}}
+                    if self.cfg.keep_best and self.best
+                    else {}
+                ),
                 **(extra_training or {}),
             },
         )
 
     def export(self, path: str | Path, prototype_episodes: int = 3000, max_turns_id: int = 8) -> Card:
-        """Compute the segment prototypes and write the checkpoint folder ``path``."""
+        """Compute the segment prototypes and write the checkpoint folder ``path`` (with ``keep_best``,
+        of the best evaluation's weights)."""
+        if self.cfg.keep_best and self.best is not None:
+            self.model.load_state_dict(self.best["model"])
         card = self.make_card()
         if self.spec.variant in ("contextual", "rl2"):  # a belief, or RL^2's GRU state
             fit_prototypes(Agent(self.model), card, prototype_episodes, max_turns_id, seed=self.cfg.seed + 7)

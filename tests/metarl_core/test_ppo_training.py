@@ -142,3 +142,23 @@ def test_per_conversation_belief_restarts_at_every_conversation(
     r0 = trainer.collect()
     r = trainer.collect()
     assert torch.equal(r.starts, torch.cat([r0.dones[-1:], r.dones[:-1]]).bool())
+
+
+def test_keep_best_exports_the_best_evaluations_weights(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    cfg = make_config(seed=5, total_steps=6 * 1024, eval_every=1, eval_episodes=60, keep_best=True)
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.train()
+    returns = [h["eval/mean_return"] for h in trainer.history]
+    best = int(np.argmax(returns))
+    assert trainer.best is not None and trainer.best["step"] == trainer.history[best]["step"]
+    assert best != len(returns) - 1, f"the last evaluation was the best ({returns}): vacuous, pick another seed"
+    card = trainer.export(tmp_path / "ckpt", prototype_episodes=60)
+    assert card.training["selected"] == {"step": trainer.history[best]["step"], "eval/mean_return": max(returns)}
+    exported = Agent.load(tmp_path / "ckpt").model.state_dict()
+    for k, v in trainer.best["model"].items():
+        assert torch.equal(exported[k], v), k
+    # A resumed run keeps the best so far.
+    again = Trainer(cfg, tmp_path / "run")
+    assert again.try_resume() and again.best is not None and again.best["step"] == trainer.best["step"]
