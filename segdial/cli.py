@@ -198,10 +198,11 @@ def train(
 
             trainer.train(report)
         card = trainer.export(jout)
-        last = card.training["history"][-1] if card.training["history"] else {}
+        # The exported weights' evaluation: the best one with keep_best, else the last.
+        last = card.training.get("selected") or (card.training["history"][-1] if card.training["history"] else {})
         summary.append((jcfg.variant, jout, card.training["wall_time_s"], last.get("eval/mean_return", float("nan"))))
     table = Table(title=f"trained from {config}")
-    for col in ("policy", "checkpoint", "wall time", "final eval return"):
+    for col in ("policy", "checkpoint", "wall time", "exported weights' eval return"):
         table.add_column(col)
     for variant, path, wall, ret in summary:
         table.add_row(variant, str(path), f"{wall / 60:.1f} min", f"{ret:.2f}")
