@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from metarl_core.compare import METHODS, OTHER_FRACTIONS, write_json
+from metarl_core.compare import METHODS, OTHER_FRACTIONS, CompareConfig, write_json
 
 
 def _pm(s: dict[str, float], digits: int = 2) -> str:
@@ -63,12 +63,8 @@ def markdown(summary: dict[str, Any]) -> str:
         ]
     ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
     same = "the same user" if cfg.get("returning_user_kwarg") else "that segment (each its own user)"
-    users = {
-        name: cfg.get("method", {})
-        .get(name, {})
-        .get("conversations_per_user", cfg.get("train", {}).get("conversations_per_user", 1))
-        for name in methods
-    }
+    run = CompareConfig.from_dict(cfg)  # each method's training config, as the run built it
+    users = {name: run.train_config(name, run.seeds[0]).conversations_per_user for name in methods}
     for task in held_out:
         lines += [
             "",

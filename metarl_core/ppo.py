@@ -508,11 +508,7 @@ class Trainer:
                 "updates": self.update,
                 "wall_time_s": round(self.wall_time, 1),
                 "history": self.history,
-                **(
-                    {"selected": {k: v for k, v in self.best.items() if k != "model"}}
-                    if self.cfg.keep_best and self.best
-                    else {}
-                ),
+                **({"selected": {k: v for k, v in self.best.items() if k != "model"}} if self.best else {}),
                 **(extra_training or {}),
             },
         )
@@ -520,7 +516,7 @@ class Trainer:
     def export(self, path: str | Path, prototype_episodes: int = 3000, max_turns_id: int = 8) -> Card:
         """Compute the segment prototypes and write the checkpoint folder ``path`` (with ``keep_best``,
         of the best evaluation's weights)."""
-        if self.cfg.keep_best and self.best is not None:
+        if self.best is not None:  # kept only with keep_best
             self.model.load_state_dict(self.best["model"])
         card = self.make_card()
         if self.spec.variant in ("contextual", "rl2"):  # a belief, or RL^2's GRU state
