@@ -250,6 +250,7 @@ class Trainer:
             "config": asdict(self.cfg),
             "torch_rng": torch.get_rng_state(),
             "best": self.best,
+            **self._extra_state(),
         }
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -268,10 +269,18 @@ class Trainer:
         self.wall_time, self.history = state["wall_time"], state["history"]
         torch.set_rng_state(state["torch_rng"])
         self.best = state.get("best")
+        self._load_extra_state(state)
         # Fresh dialogues (mid-dialogue simulator state is not saved): reseed per update.
         self.obs, self.info = self.envs.reset(seed=self.cfg.seed + 1000 * self.update)
         self.starts[:] = True
         return True
+
+    def _extra_state(self) -> dict[str, Any]:
+        """What a learner with more to resume (SAC's critics and replay buffer) adds to the state."""
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_extra_state`` saved."""
 
     # -- the policy's memory (hooks: RL^2 carries a recurrent state instead) -------------------
     def _initial_carry(self) -> tuple[torch.Tensor, ...]:

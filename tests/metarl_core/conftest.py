@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from metarl_core.checkpoint import Card
-from metarl_core.evaluation import make_vec
+from metarl_core.evaluation import make_vec, play
 from metarl_core.inference import Agent
 from metarl_core.ppo import TrainConfig, Trainer
 from simulators.policies import RandomPolicy
@@ -60,6 +60,22 @@ def small_config(**overrides: Any) -> TrainConfig:
 def make_config() -> Callable[..., TrainConfig]:
     """``make_config(**overrides)``: see ``small_config``."""
     return small_config
+
+
+def assert_same_play(a: Agent, b: Agent, cfg: TrainConfig) -> None:
+    """``a`` and ``b`` play the same 64 dialogues alike, greedy and sampled (a save/load round trip)."""
+    for deterministic in (True, False):
+        ra, rb = (
+            play(who, cfg.env_id, cfg.env_kwargs, 64, seed=5, batch=32, deterministic=deterministic) for who in (a, b)
+        )
+        np.testing.assert_array_equal(ra.returns, rb.returns)
+        np.testing.assert_array_equal(ra.lengths, rb.lengths)
+
+
+@pytest.fixture
+def same_play() -> Callable[[Agent, Agent, TrainConfig], None]:
+    """``same_play(a, b, cfg)``: see ``assert_same_play``."""
+    return assert_same_play
 
 
 @dataclass
