@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from metarl_core import compare as cmp
 from metarl_core.compare import METHODS, CompareConfig, run_comparison, steps_to_reach
 from metarl_core.compare_report import markdown, write_outputs
 from metarl_core.ppo import Trainer
+from metarl_core.sac import SACConfig
 from simulators.policies import make_policy
 from simulators.rollout import run_dialogues
 
@@ -54,6 +56,8 @@ TINY: dict[str, Any] = {
         "contextual": {"conversations_per_user": 2},
         "rl2": {"memory_dim": 8},
         "fomaml": {"meta_batch": 6, "minibatches": 2, "inner_conversations": 2, "outer_conversations": 3},
+        "contextual_sac": {"num_envs": 16, "rollout_steps": 8, "learning_starts": 256, "batch_conversations": 8},
+        "agnostic_sac": {"num_envs": 16, "rollout_steps": 8, "learning_starts": 256, "batch_conversations": 8},
     },
 }
 
@@ -85,12 +89,14 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
     assert "id_accuracy" in methods["contextual"]["within"]["power"]
     assert "id_accuracy" in methods["rl2"]["within"]["power"]  # prototypes of its GRU state
     assert "id_accuracy" not in methods["fomaml"]["within"]["power"]
+    assert "id_accuracy" in methods["contextual_sac"]["within"]["power"]
     assert "eval/adapted_return" in methods["fomaml"]["steps_to_level"]
     assert set(methods["rl2"]["steps_to_fraction"]) == {"0.8", "0.95"}
     assert 0 < summary["jobs_span_s"] <= summary["comparison_wall_s"]
     oracle = methods["oracle"]["mix_return"]["mean"]
     assert summary["efficiency_level"] == pytest.approx(0.9 * oracle)
-    assert [c["name"].split()[-5] for c in summary["checks"]] == ["fomaml", "rl2"]
+    bars = [(c["name"].split()[0], c["name"].split()[-5]) for c in summary["checks"]]
+    assert bars == [(m, o) for m in ("contextual", "contextual_sac") for o in ("fomaml", "rl2")]
     # "none": the oracle uses no earlier conversations, so every K has its K = 0 figure.
     few = methods["oracle"]["fewshot"]["thorough_expert"]
     assert few["0"] == few["1"] == few["3"]
@@ -246,4 +252,9 @@ def test_shipped_configs_parse() -> None:
         steps = {m: cfg.train_config(m, 0) for m in cfg.methods}
         # One budget; about the same turns per update for every PPO learner.
         assert {c.total_steps for c in steps.values()} == {cfg.budget_steps}
-        assert {c.num_envs * c.rollout_steps for m, c in steps.items() if m != "fomaml"} == {4096}
+        ppo = {m: c for m, c in steps.items() if m != "fomaml" and not isinstance(c, SACConfig)}
+        assert {c.num_envs * c.rollout_steps for c in ppo.values()} == {4096} and len(ppo) == 4
+        # The two SAC methods differ in what they infer, not in how they learn.
+        sac = [asdict(steps[m]) for m in ("contextual_sac", "agnostic_sac")]
+        differ = {k for k in sac[0] if sac[0][k] != sac[1][k]}
+        assert differ <= {"variant", "aux_coef", "conversations_per_user"}, differ
