@@ -143,7 +143,11 @@ def _progress(label: str, transient: bool = False) -> Progress:
 @app.command()
 def train(
     config: Annotated[
-        Path, typer.Option(help="TOML config (see configs/); \\[train] holds TrainConfig fields.")
+        Path,
+        typer.Option(
+            help="TOML config (see configs/): \\[train] holds the learner's config fields, comparators lists "
+            "the variants trained beside it, learner is ppo (default) or sac."
+        ),
     ] = Path("configs/default.toml"),
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint folder to write (default: models/<config name>).")
@@ -155,36 +159,51 @@ def train(
 ) -> None:
     """Train the policy of a config (and its comparators, same learner and budget).
 
-    A killed run continues where it stopped when the same command is run again.
+    The learner is PPO (metarl_core.ppo) unless the config says learner = "sac" (discrete soft
+    actor-critic with replay, metarl_core.sac). A killed run continues where it stopped when the
+    same command is run again.
     """
     from metarl_core.ppo import TrainConfig, Trainer
+    from metarl_core.sac import SACConfig, SACTrainer
 
+    learners: dict[str, tuple[type[TrainConfig], type[Trainer]]] = {
+        "ppo": (TrainConfig, Trainer),
+        "sac": (SACConfig, SACTrainer),
+    }
     if not config.is_file():
         fail(f"no config file at {config}")
     try:
         raw = tomllib.loads(config.read_text())
+        unknown = set(raw) - {"train", "comparators", "learner"}
+        if unknown:
+            fail(f"{config}: unknown keys {sorted(unknown)}; expected [train], comparators and learner")
+        learner = raw.get("learner", "ppo")
+        if learner not in learners:
+            fail(f"{config}: learner must be one of {', '.join(learners)}, got {learner!r}")
+        config_type, trainer_type = learners[learner]
         base = dict(raw.get("train", {}))
         if steps is not None:
             if steps < 1:
                 fail(f"--steps must be positive, got {steps}")
             base["total_steps"] = steps
-        cfg = TrainConfig.from_dict(base)
+        cfg = config_type.from_dict(base)
         comparators = list(raw.get("comparators", []))
-        unknown = set(raw) - {"train", "comparators"}
-        if unknown:
-            fail(f"{config}: unknown sections {sorted(unknown)}; expected [train] and comparators")
+        comparator_configs = [config_type.from_dict({**base, "variant": v}) for v in comparators]
     except (tomllib.TOMLDecodeError, ValueError, TypeError) as e:
         fail(f"{config}: {e}")
     out = out or Path("models") / config.stem
     run_dir = run_dir or Path("runs") / config.stem
     jobs = [(cfg, out, run_dir / cfg.variant)]
-    for variant in comparators:
-        ccfg = TrainConfig.from_dict({**base, "variant": variant})
-        jobs.append((ccfg, out / "comparators" / variant, run_dir / variant))
+    for ccfg in comparator_configs:
+        jobs.append((ccfg, out / "comparators" / ccfg.variant, run_dir / ccfg.variant))
     summary = []
     for jcfg, jout, jrun in jobs:
-        trainer = Trainer(jcfg, jrun)
-        if trainer.try_resume():
+        trainer = trainer_type(jcfg, jrun)
+        try:
+            resumed = trainer.try_resume()
+        except ValueError as e:  # the run folder holds another configuration's run
+            fail(str(e))
+        if resumed:
             console.print(f"resuming {jcfg.variant} from {jrun} at step {trainer.global_step:,}")
         total = trainer.n_updates * trainer.batch_steps
         with _progress(f"training {jcfg.variant}") as bar:
