@@ -56,7 +56,13 @@ TINY: dict[str, Any] = {
         "contextual": {"conversations_per_user": 2},
         "rl2": {"memory_dim": 8},
         "fomaml": {"meta_batch": 6, "minibatches": 2, "inner_conversations": 2, "outer_conversations": 3},
-        "contextual_sac": {"num_envs": 16, "rollout_steps": 8, "learning_starts": 256, "batch_conversations": 8},
+        "contextual_sac": {
+            "num_envs": 16,
+            "rollout_steps": 8,
+            "learning_starts": 256,
+            "batch_conversations": 8,
+            "conversations_per_user": 2,
+        },
         "agnostic_sac": {"num_envs": 16, "rollout_steps": 8, "learning_starts": 256, "batch_conversations": 8},
     },
 }
@@ -108,7 +114,7 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
     for m in methods.values():
         assert m["label"] in text
     assert "thorough_expert (held out)" in text and "| K = 3 |" in text and "hand-written: compromise" in text
-    assert text.count("state carried (trained carried over 2 per user)") == 1  # the contextual belief
+    assert text.count("state carried (trained carried over 2 per user)") == 2  # the contextual beliefs (PPO, SAC)
     assert "| to 80% | to 95% |" in text and "min for all runs, 1 at a time" in text
     for key in ("efficiency", "fewshot"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[key].stat().st_size > 10_000

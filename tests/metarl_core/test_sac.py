@@ -82,14 +82,16 @@ def test_stored_episodes_give_the_streamed_beliefs(
     n = buf.size
     batch = {k: v[:n] for k, v in buf.data.items()}
     lengths = buf.lengths[:n]
-    valid = (torch.arange(buf.turns) < lengths[:, None]).float()
+    valid = torch.arange(buf.turns) < lengths[:, None]
     # A row is one user: its K conversations, each ended by a done, the last at the row's end.
     assert (batch["dones"].sum(1) == per_user).all()
     assert batch["dones"][torch.arange(n), lengths - 1].all()
-    labels = batch["labels"].masked_fill(~valid.bool(), -1)
+    labels = batch["labels"].masked_fill(~valid, -1)
     assert all(set(row[row >= 0].tolist()) == {int(row[0])} for row in labels), "a row mixes segments"
     with torch.no_grad():
-        x, kl, _ = trainer._conversation_inputs(batch, valid)
+        packed, kl, _ = trainer._conversation_inputs(batch, valid)
+        assert packed.shape[0] == int(valid.sum())
+        x = torch.zeros(*valid.shape, packed.shape[-1]).masked_scatter(valid.unsqueeze(-1), packed)
         encoder = trainer.model.encoder
         assert encoder is not None
         eta = torch.zeros(n, trainer.cfg.latent_dim)
@@ -102,7 +104,7 @@ def test_stored_episodes_give_the_streamed_beliefs(
             torch.testing.assert_close(x[live, t], expected[live])
     assert float(kl) > 0
     taken = batch["masks"].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
-    assert bool(taken[valid.bool()].all()), "an act was stored that its mask did not allow"
+    assert bool(taken[valid].all()), "an act was stored that its mask did not allow"
     assert (lengths >= 1).all() and (lengths <= buf.turns).all()
 
 
@@ -115,11 +117,11 @@ def test_soft_targets(make_config: Callable[..., Any], tmp_path: Path, per_user:
     batch = {k: v[:n] for k, v in trainer.buffer.data.items()}
     lengths = trainer.buffer.lengths[:n]
     turn = torch.arange(trainer.buffer.turns)
-    valid, last = (turn < lengths[:, None]).float(), batch["dones"]
+    live, last = turn < lengths[:, None], batch["dones"]
     alpha = torch.tensor(0.3)
     with torch.no_grad():
-        x, _, _ = trainer._conversation_inputs(batch, valid)
-        live = valid.bool()
+        packed, _, _ = trainer._conversation_inputs(batch, live)
+        x = torch.zeros(*live.shape, packed.shape[-1]).masked_scatter(live.unsqueeze(-1), packed)
         x_next = torch.cat([x[:, 1:], x[:, -1:]], 1)[live]
         m_next = torch.cat([batch["masks"][:, 1:], batch["masks"][:, -1:]], 1)[live]
         rewards, ends = batch["rewards"][live], last[live]
@@ -133,7 +135,10 @@ def test_soft_targets(make_config: Callable[..., Any], tmp_path: Path, per_user:
         torch.testing.assert_close(target, expected)
         assert ends.any() and (~ends).any()
         # With returning users some conversation ends are followed by the same user's next turn.
-        assert int((ends & (torch.cat([valid[:, 1:], valid[:, :1] * 0], 1).bool()[live])).sum()) == (per_user - 1) * n
+        next_live = torch.cat([live[:, 1:], torch.zeros_like(live[:, :1])], 1)[live]
+        assert int((ends & next_live).sum()) == (per_user - 1) * n
+        # gradient_step's shift of the packed turns gives the next turn wherever one is needed.
+        torch.testing.assert_close(torch.cat([packed[1:], packed[-1:]])[~ends], x_next[~ends])
         assert (next_entropy[~ends] > 0).any(), "every next policy deterministic: vacuous"
         biases = dict(trainer.q_target.named_parameters())  # the target critics enter as the smaller twin
         biases["q1.4.bias"].fill_(2.0)
