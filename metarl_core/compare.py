@@ -356,9 +356,10 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": len(a)}
 
 
-def steps_to_reach(curve: list[dict], level: float, key: str = "eval/mean_return") -> float | None:
-    """Environment steps at which the curve first reaches ``level`` (linear between evaluations)."""
-    points = [(p["step"], p[key]) for p in curve if key in p]
+def steps_to_reach(curve: list[dict], level: float, key: str = "eval/mean_return", x: str = "step") -> float | None:
+    """Environment steps (or, with ``x="wall_time"``, training seconds, 0 at the untrained start) at
+    which the curve first reaches ``level`` (linear between evaluations)."""
+    points = [(p.get(x, 0.0), p[key]) for p in curve if key in p]
     for i, (step, value) in enumerate(points):
         if value >= level:
             if i == 0:
@@ -402,6 +403,7 @@ def summarise(cfg: CompareConfig, results: list[dict], references: dict[str, Any
             "steps_to_fraction": {
                 str(f): _reach_summary([steps_to_reach(c, f * oracle_return) for c in curves]) for f in OTHER_FRACTIONS
             },
+            "wall_to_level": _reach_summary([steps_to_reach(c, level, x="wall_time") for c in curves]),
             "train_wall_s": _mean_std([r["train_wall_s"] for r in rs]),
             "eval_wall_s": _mean_std([r["eval_wall_s"] for r in rs]),
         }

@@ -24,6 +24,15 @@ def _steps(s: dict[str, Any]) -> str:
     return text if s["reached"] == s["of"] else f"{text} ({s['reached']}/{s['of']} seeds)"
 
 
+def _seconds(s: dict[str, Any] | None) -> str:
+    if s is None:  # a summary written before the figure existed
+        return "-"
+    if not s.get("reached"):
+        return "not reached"
+    text = f"{s['mean']:,.0f} s ± {s['std']:,.0f} s"
+    return text if s["reached"] == s["of"] else f"{text} ({s['reached']}/{s['of']} seeds)"
+
+
 def markdown(summary: dict[str, Any]) -> str:
     """The README tables: within one conversation, few-shot, sample efficiency and wall time."""
     cfg = summary["config"]
@@ -59,7 +68,8 @@ def markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {m['label']} | " + " | ".join(cells) + " |")
         lines += [
             "",
-            "RL^2's read-out compares its GRU state with per-segment prototypes; the other methods have none.",
+            "The read-outs compare the posterior mean (contextual methods) or the GRU state (RL^2) with "
+            "per-segment prototypes; the other methods have no state to read.",
         ]
     ks = list(next(iter(methods.values()))["fewshot"].get(held_out[0], {})) if held_out else []
     same = "the same user" if cfg.get("returning_user_kwarg") else "that segment (each its own user)"
@@ -92,7 +102,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         f"Sample efficiency: environment steps to reach {100 * cfg['efficiency_fraction']:.0f}% of the oracle's mix "
         f"return ({summary['oracle_mix_return']:.2f} -> level {summary['efficiency_level']:.2f}), mean ± std over "
-        f"seeds; budget {cfg['budget_steps']:,} steps per method and seed; wall time per run on this machine"
+        f"seeds; budget {cfg['budget_steps']:,} steps per method and seed; wall time per run on this machine, "
+        "the periodic evaluations included (to the level: the training seconds at which the curve reaches it)"
         + (
             f" ({summary['jobs_span_s'] / 60:.1f} min for all runs, {cfg['jobs']} at a time)."
             if "jobs_span_s" in summary
@@ -101,8 +112,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         "| method | steps to the level | "
         + " | ".join(f"to {100 * f:.0f}%" for f in OTHER_FRACTIONS)
-        + " | final mix return | training wall time | evaluation wall time |",
-        "|---" * (5 + len(OTHER_FRACTIONS)) + "|",
+        + " | final mix return | training wall time to the level | training wall time | evaluation wall time |",
+        "|---" * (6 + len(OTHER_FRACTIONS)) + "|",
     ]
     for m in methods.values():
         reach = m["steps_to_level"]
@@ -111,8 +122,8 @@ def markdown(summary: dict[str, Any]) -> str:
             text += f"; after its inner loop: {_steps(reach['eval/adapted_return'])}"
         others = " | ".join(_steps(m["steps_to_fraction"][str(f)]) for f in OTHER_FRACTIONS)
         lines.append(
-            f"| {m['label']} | {text} | {others} | {_pm(m['mix_return'])} | {m['train_wall_s']['mean'] / 60:.1f} min "
-            f"| {m['eval_wall_s']['mean']:.0f} s |"
+            f"| {m['label']} | {text} | {others} | {_pm(m['mix_return'])} | {_seconds(m.get('wall_to_level'))} "
+            f"| {m['train_wall_s']['mean'] / 60:.1f} min | {m['eval_wall_s']['mean']:.0f} s |"
         )
     if summary["checks"]:
         lines += [""] + [f"- [{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}" for c in summary["checks"]]
@@ -173,6 +184,7 @@ def plot_fewshot(summary: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     tasks = summary["config"]["held_out"]
+    same = "the same user" if summary["config"].get("returning_user_kwarg") else "the segment"
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=False):
         for i, m in enumerate(summary["methods"].values()):
@@ -191,7 +203,7 @@ def plot_fewshot(summary: dict[str, Any], path: str | Path) -> Path:
             )
         ax.set_xticks(x)
         ax.set_xticklabels([f"K={k}" for k in ks])
-        ax.set_xlabel("earlier conversations of the segment")
+        ax.set_xlabel(f"earlier conversations of {same}")
         ax.set_ylabel("mean return of a new conversation")
         ax.set_title(f"few-shot: {task} (held out)")
         ax.grid(alpha=0.3)

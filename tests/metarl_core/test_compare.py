@@ -98,6 +98,10 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
     assert "id_accuracy" in methods["contextual_sac"]["within"]["power"]
     assert "eval/adapted_return" in methods["fomaml"]["steps_to_level"]
     assert set(methods["rl2"]["steps_to_fraction"]) == {"0.8", "0.95"}
+    timed = [m for m in methods.values() if m["wall_to_level"]["reached"] == m["wall_to_level"]["of"]]
+    assert timed, "no method reached the level in every seed: the seconds to it are untested"
+    for m in timed:  # seconds to the level, within the training time
+        assert 0 <= m["wall_to_level"]["mean"] <= max(c[-1]["wall_time"] for c in m["curves"])
     assert 0 < summary["jobs_span_s"] <= summary["comparison_wall_s"]
     oracle = methods["oracle"]["mix_return"]["mean"]
     assert summary["efficiency_level"] == pytest.approx(0.9 * oracle)
@@ -115,7 +119,10 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
         assert m["label"] in text
     assert "thorough_expert (held out)" in text and "| K = 3 |" in text and "hand-written: compromise" in text
     assert text.count("state carried (trained carried over 2 per user)") == 2  # the contextual beliefs (PPO, SAC)
-    assert "| to 80% | to 95% |" in text and "min for all runs, 1 at a time" in text
+    assert (
+        "| to 80% | to 95% | final mix return | training wall time to the level |" in text
+        and "min for all runs, 1 at a time" in text
+    )
     for key in ("efficiency", "fewshot"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[key].stat().st_size > 10_000
 
@@ -158,6 +165,14 @@ def test_steps_to_reach_interpolates() -> None:
     assert steps_to_reach(curve, 0.5, "r") == 0.0
     assert steps_to_reach(curve, 9.5, "r") is None
     assert steps_to_reach([{"step": 5}], 0.0, "r") is None
+    # In training seconds: the untrained start (no wall time) counts as 0 s.
+    timed = [
+        {"step": 0, "r": 1.0},
+        {"step": 100, "r": 5.0, "wall_time": 10.0},
+        {"step": 200, "r": 9.0, "wall_time": 30.0},
+    ]
+    assert steps_to_reach(timed, 7.0, "r", x="wall_time") == pytest.approx(20.0)
+    assert steps_to_reach(timed, 3.0, "r", x="wall_time") == pytest.approx(5.0)
 
 
 def reach(steps: list[float | None]) -> dict[str, Any]:
