@@ -1,9 +1,13 @@
 """PPO for contextual meta-RL, with the belief encoder trained end to end.
 
-Why PPO (and not PEARL's off-policy SAC): the simulators are cheap (hundreds of thousands of
-turns per second), so sample efficiency matters less than wall time and stability on two CPU
-cores; PPO on thousands of vectorised dialogues is simple, stable and fast, and the belief is
-updated after every turn inside a conversation, which on-policy sequences give us for free. The
+Why PPO for the shipped policy (and not PEARL's off-policy SAC, which ``metarl_core.sac`` also
+provides): the simulators are cheap (hundreds of thousands of turns per second), so sample
+efficiency matters less than wall time and stability on two CPU cores; PPO on thousands of
+vectorised dialogues is simple, stable and fast, and the belief is updated after every turn inside
+a conversation, which on-policy sequences give us for free. The method comparison measures the
+trade (README, "Method comparison"): SAC needs several times fewer dialogue turns to reach a given
+return, but each turn costs it several times more compute (gradient steps on replayed
+conversations), and PPO's whole 6M-turn default training fits the 15-minute budget. The
 encoder gets its gradients through the actor and critic (as VariBAD's policy does through its
 belief input), from beta * KL(q(z | c) || N(0, I)) and, during training only, from an auxiliary
 segment-classification loss on the posterior mean (labels from ``info``).

@@ -407,9 +407,11 @@ def compare(
 ) -> None:
     """Compare meta-RL methods on the same users, one budget and the same seeds.
 
-    Contextual, RL^2, first-order MAML, segment-agnostic and oracle policies are trained for every
-    seed, then measured within one conversation, few-shot on held-out segments and for sample
-    efficiency, next to hand-written policies. A killed run keeps its finished jobs and resumes.
+    Contextual, RL^2, first-order MAML, segment-agnostic and oracle policies (PPO), and contextual
+    and segment-agnostic policies with the off-policy SAC learner, are trained for every seed (the
+    config's methods list picks them), then measured within one conversation, few-shot on held-out
+    segments and for sample efficiency, next to hand-written policies. A killed run keeps its
+    finished jobs and resumes.
     """
     from metarl_core.compare import CompareConfig, run_comparison
     from metarl_core.compare_report import markdown, write_outputs
