@@ -62,6 +62,7 @@ class MAMLConfig(TrainConfig):
         "outer_conversations",
         "inner_steps",
     )
+    SHAPED_REWARD: ClassVar[str] = "FO-MAML collects its own task rollouts (and adapts on the true reward in use)"
 
     variant: str = "agnostic"
     """The meta-learned policy sees the observation only."""

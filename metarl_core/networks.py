@@ -25,7 +25,7 @@ from metarl_core.belief import BeliefEncoder
 
 Variant = Literal["contextual", "agnostic", "oracle", "rl2"]
 VARIANTS: tuple[str, ...] = ("contextual", "agnostic", "oracle", "rl2")
-_MASKED = -1e9
+MASKED_LOGIT = -1e9
 
 
 @dataclass(frozen=True)
@@ -136,5 +136,5 @@ class ActorCritic(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(masked logits, value) for inputs ``x`` and a 0/1 action mask."""
-        logits = self.actor(x).masked_fill(mask < 0.5, _MASKED)
+        logits = self.actor(x).masked_fill(mask < 0.5, MASKED_LOGIT)
         return logits, self.critic(x).squeeze(-1)

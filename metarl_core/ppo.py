@@ -74,6 +74,8 @@ class TrainConfig:
         "threads",
         "conversations_per_user",
     )
+    SHAPED_REWARD: ClassVar[str] = ""
+    """Empty if the learner can train on a shaped reward (``success_bonus``), else why it cannot."""
 
     env_id: str = "simulators:simulators/SegmentDialogue-v0"
     """Gymnasium id; ``module:id`` imports the module that registers it."""
@@ -91,6 +93,9 @@ class TrainConfig:
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0."""
     gamma: float = 0.99
+    """Discount of the learner's returns. Evaluation counts the return undiscounted; for short
+    episodes (a conversation: at most ``max_turns``) 1.0 trains for exactly that, as the default
+    config does."""
     gae_lambda: float = 0.95
     clip_coef: float = 0.2
     update_epochs: int = 4
@@ -127,6 +132,11 @@ class TrainConfig:
     """Environment keyword that makes users return for ``conversations_per_user`` conversations."""
     conversation_index_key: str = "conversation_index"
     """``info`` key of a conversation's index within its user (0: a new user)."""
+    success_bonus: float = 0.0
+    """Added to the reward of the turn that ends a conversation in success (``info[success_key]``),
+    in training only: evaluation, ``charts/episode_return`` and ``keep_best`` use the environment's
+    own reward. A way to trade return for success rate (README, the default checkpoint)."""
+    success_key: str = "success"
 
     @property
     def carried(self) -> bool:
@@ -147,6 +157,8 @@ class TrainConfig:
         for name in cls.POSITIVE:
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+        if cfg.success_bonus and cls.SHAPED_REWARD:
+            raise ValueError(f"success_bonus is not supported here: {cls.SHAPED_REWARD}")
         if cfg.num_envs % cfg.minibatches:
             raise ValueError(f"num_envs ({cfg.num_envs}) must be a multiple of minibatches ({cfg.minibatches})")
         return cfg
@@ -319,6 +331,13 @@ class Trainer:
         """The memory once the act is taken and rewarded: the belief needs neither."""
         return carry
 
+    def _training_reward(self, reward: np.ndarray) -> np.ndarray:
+        """The reward the learner is trained on: the environment's, plus ``success_bonus`` on a
+        successful last turn (the step's ``info`` is ``self.info``)."""
+        if not self.cfg.success_bonus:
+            return reward
+        return reward + self.cfg.success_bonus * np.asarray(self.info[self.cfg.success_key], dtype=float)
+
     def _train_env_kwargs(self) -> dict[str, Any]:
         """Keywords of the training environment (carried memory: users return for
         ``conversations_per_user`` conversations)."""
@@ -375,6 +394,7 @@ class Trainer:
             buf["labels"].append(torch.as_tensor(np.asarray(self.info[cfg.label_key]), dtype=torch.long))
             buf["tasks"].append(task)
             self.obs, reward, terminated, truncated, self.info = self.envs.step(action.numpy())
+            reward = self._training_reward(reward)
             done = np.asarray(terminated | truncated)
             carry = self._after_step(carry, action, torch.as_tensor(reward, dtype=torch.float32))
             buf["rewards"].append(torch.as_tensor(reward, dtype=torch.float32))

@@ -49,6 +49,7 @@ class RL2Config(TrainConfig):
 
     VARIANTS: ClassVar[tuple[str, ...]] = ("rl2",)
     POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "memory_dim")
+    SHAPED_REWARD: ClassVar[str] = "RL^2 reads the reward as an input, which would differ in use"
 
     variant: str = "rl2"
     memory_dim: int = 128

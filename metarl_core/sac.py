@@ -53,7 +53,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from metarl_core.belief import factor_natural, kl_to_standard_normal, posterior
-from metarl_core.networks import _MASKED
+from metarl_core.networks import MASKED_LOGIT
 from metarl_core.ppo import TrainConfig, Trainer
 
 
@@ -254,7 +254,7 @@ class SACTrainer(Trainer):
         for _ in range(cfg.rollout_steps):
             o, mask, task, x, self.carry = self._step_inputs(self.carry)
             if self.global_step < cfg.learning_starts:
-                logits = torch.zeros_like(mask).masked_fill(mask < 0.5, _MASKED)
+                logits = torch.zeros_like(mask).masked_fill(mask < 0.5, MASKED_LOGIT)
             else:
                 logits, _ = self.model(x, mask)
             action = torch.distributions.Categorical(logits=logits).sample()
@@ -268,6 +268,7 @@ class SACTrainer(Trainer):
             for k, v in (("obs", o), ("masks", mask > 0.5), ("tasks", task), ("actions", action), ("labels", labels)):
                 self.open[k][rows, pos] = v.to(self.open[k].dtype)
             self.obs, reward, terminated, truncated, self.info = self.envs.step(action.numpy())
+            reward = self._training_reward(reward)
             self.open["rewards"][rows, pos] = torch.as_tensor(reward, dtype=torch.float32)
             done = np.asarray(terminated | truncated)
             self.open["dones"][rows, pos] = torch.as_tensor(done)
@@ -308,7 +309,7 @@ class SACTrainer(Trainer):
 
     def _policy(self, x: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities, log-probabilities) of the masked policy."""
-        logits = self.model.actor(x).masked_fill(~masks, _MASKED)
+        logits = self.model.actor(x).masked_fill(~masks, MASKED_LOGIT)
         return F.softmax(logits, -1), F.log_softmax(logits, -1)
 
     @torch.no_grad()

@@ -6,6 +6,7 @@
   well above chance.
 - Two trainers with the same seed end with identical parameters after two updates; another seed
   does not.
+- ``success_bonus`` changes the trained-on reward of successful last turns only.
 - (Known bug) The segment names and the size of the auxiliary segment head come from the first
   reset's sample, so they are wrong with few parallel dialogues.
 """
@@ -23,6 +24,7 @@ from metarl_core.belief import streaming_posteriors
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent
 from metarl_core.ppo import TrainConfig, Trainer
+from simulators.env import SUCCESS_REWARD, TURN_PENALTY
 from simulators.policies import RandomPolicy
 from simulators.profiles import TRAINING_SEGMENTS
 from simulators.rollout import run_dialogues
@@ -162,3 +164,17 @@ def test_keep_best_exports_the_best_evaluations_weights(
     # A resumed run keeps the best so far.
     again = Trainer(cfg, tmp_path / "run")
     assert again.try_resume() and again.best is not None and again.best["step"] == trainer.best["step"]
+
+
+# -- success_bonus: a training-only shaping of the reward ------------------------------------------
+def test_success_bonus_is_added_to_successful_last_turns_only(
+    make_config: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    """Same seed, bonus 0 and 7: the same dialogues are played (the reward does not steer a first
+    rollout), and the trained-on rewards differ by exactly 7 on the turns that end in success
+    (reward TURN_PENALTY + SUCCESS_REWARD) and nowhere else."""
+    plain, shaped = (Trainer(make_config(seed=4, success_bonus=b), tmp_path / str(b)).collect() for b in (0.0, 7.0))
+    assert torch.equal(plain.actions, shaped.actions)
+    success = plain.rewards == TURN_PENALTY + SUCCESS_REWARD
+    assert success.any() and bool((plain.dones[success] == 1).all())
+    torch.testing.assert_close(shaped.rewards - plain.rewards, 7.0 * success.float())

@@ -32,6 +32,7 @@ from metarl_core.belief import belief_step, posterior
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent
 from metarl_core.sac import ReplayBuffer, SACConfig, SACTrainer
+from simulators.env import SUCCESS_REWARD, TURN_PENALTY
 from simulators.policies import RandomPolicy
 from simulators.rollout import run_dialogues
 
@@ -203,3 +204,19 @@ def test_a_short_run_learns(make_config: Callable[..., Any], tmp_path: Path) -> 
 def test_config_errors(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SACConfig.from_dict(overrides)
+
+
+def test_success_bonus_shapes_the_stored_rewards(make_config: Callable[..., Any], tmp_path: Path) -> None:
+    """What goes into the buffer is the training reward: +7 on the turns that end in success."""
+    buffers = []
+    for bonus in (0.0, 7.0):
+        trainer = SACTrainer(small_sac(make_config, learning_starts=10**6, success_bonus=bonus), tmp_path / str(bonus))
+        while trainer.buffer.size < 8:
+            trainer.collect_turns()
+        buffers.append(trainer.buffer)
+    plain, shaped = buffers
+    n = min(plain.size, shaped.size)
+    assert torch.equal(plain.data["actions"][:n], shaped.data["actions"][:n])
+    success = plain.data["rewards"][:n] == TURN_PENALTY + SUCCESS_REWARD
+    assert success.any()
+    torch.testing.assert_close(shaped.data["rewards"][:n] - plain.data["rewards"][:n], 7.0 * success.float())

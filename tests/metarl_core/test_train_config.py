@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from metarl_core.maml import MAMLConfig
 from metarl_core.ppo import TrainConfig
+from metarl_core.rl2 import RL2Config
+from metarl_core.sac import SACConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -76,3 +79,12 @@ def test_good_edge_values_are_accepted() -> None:
 def test_non_positive_intervals_counts_and_threads_are_rejected(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         TrainConfig.from_dict({name: 0})
+
+
+def test_success_bonus_only_where_the_learner_can_use_it() -> None:
+    assert TrainConfig.from_dict({"success_bonus": 5.0}).success_bonus == 5.0
+    assert SACConfig.from_dict({"success_bonus": 5.0}).success_bonus == 5.0
+    with pytest.raises(ValueError, match="success_bonus is not supported here: RL\\^2 reads the reward"):
+        RL2Config.from_dict({"success_bonus": 5.0})
+    with pytest.raises(ValueError, match="success_bonus is not supported here: FO-MAML"):
+        MAMLConfig.from_dict({"success_bonus": 5.0})
