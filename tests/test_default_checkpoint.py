@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dialogue.tracker import ObservationLayout
-from metarl_core.inference import Agent
+from metarl_core.evaluation import make_vec
+from metarl_core.inference import Agent, BeliefState
 from segdial.agents import CheckpointPolicy
 from simulators.policies import make_policy
 from simulators.profiles import TRAINING_SEGMENTS
@@ -42,3 +44,31 @@ def test_the_default_policy_beats_the_compromise_on_every_segment(segment: str) 
     margin = {"power": -0.5, "core": 0.0, "casual": 3.0}[segment]
     assert np.isfinite(trained["mean_return"])
     assert trained["mean_return"] - compromise["mean_return"] > margin, (trained, compromise)
+
+
+def test_act_one_plays_as_the_batched_torch_path() -> None:
+    """The service's ``act_one`` (numpy) and ``Agent.step`` (torch, batched) pick the same acts and
+    keep the same beliefs, turn by turn, on 64 conversations of the trained default policy."""
+    agent = Agent.load(DEFAULT, obs_dim=LAYOUT.size)
+    assert agent.card is not None
+    n = 64
+    envs = make_vec(agent.card.env_id, n, **agent.card.env_kwargs)
+    obs, info = envs.reset(seed=11)
+    belief = agent.initial_belief(n)
+    states: list[BeliefState | None] = [None] * n
+    ended = 0
+    for _ in range(30):
+        masks = info["action_mask"]
+        acts = agent.step(obs, masks, belief)
+        for i in range(n):
+            act, state = agent.act_one(obs[i], masks[i], states[i])
+            assert act == acts[i]
+            np.testing.assert_allclose(state.eta, belief.eta[i].numpy(), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(state.precision, belief.precision[i].numpy(), rtol=1e-5)
+            states[i] = state
+        obs, _, terminated, truncated, info = envs.step(acts)
+        done = np.asarray(terminated | truncated)
+        belief.reset(torch.as_tensor(done))
+        states = [None if d else s for s, d in zip(states, done, strict=True)]
+        ended += int(done.sum())
+    assert ended > n, "too few conversations ended for the comparison to cover new ones"
