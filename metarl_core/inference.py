@@ -18,6 +18,7 @@ same way (``readout``: the posterior mean of a belief, the GRU state of a recurr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,6 @@ class Agent:
         self.readout_dim = self.latent_dim if self.contextual else self.spec.memory_dim if self.recurrent else 0
         """Size of the state the segment read-out compares with prototypes (0: none)."""
         self._set_prototypes(card)
-        self._numpy = _NumpyPolicy.of(self.model) if self.contextual else None
-        """The contextual policy's encoder and actor in numpy, for ``act_one`` (see ``_NumpyPolicy``)."""
 
     @classmethod
     def load(cls, path: str | Path, *, obs_dim: int | None = None, n_actions: int | None = None) -> Agent:
@@ -217,6 +216,13 @@ class Agent:
         new = BeliefState(tuple(belief.eta[0].tolist()), tuple(belief.precision[0].tolist()), int(belief.turns[0]))
         return act, new
 
+    @cached_property
+    def _numpy(self) -> _NumpyPolicy | None:
+        """The contextual policy's encoder and actor in numpy for ``act_one`` (``_NumpyPolicy``),
+        copied at the first call: a snapshot, so an ``Agent`` over a model that goes on training
+        keeps acting with the weights of that call in ``act_one`` (training code uses ``step``)."""
+        return _NumpyPolicy.of(self.model) if self.contextual else None
+
     def _act_one_numpy(
         self, obs: npt.NDArray[np.float32], mask: npt.NDArray[np.integer], state: BeliefState
     ) -> tuple[int, BeliefState]:
@@ -229,15 +235,20 @@ class Agent:
         f_lam = np.exp(-np.clip(out[fast.latent_dim :], -fast.logvar_limit, fast.logvar_limit))
         eta = np.asarray(state.eta, dtype=np.float32) + f_lam * f_mean
         precision = np.asarray(state.precision, dtype=np.float32) + f_lam
-        logits = fast.actor(np.concatenate([o, eta / precision, np.float32(1.0) / precision]))
+        logits = fast.actor(np.concatenate([o, eta / precision, np.float32(1.0) / precision]))  # ``posterior``
         act = int(np.argmax(np.where(np.asarray(mask) < 0.5, np.float32(MASKED_LOGIT), logits)))
         return act, BeliefState(tuple(eta.tolist()), tuple(precision.tolist()), state.turns + 1)
 
 
-class _NumpyMLP:
-    """A ``Sequential`` of ``Linear`` / ``Tanh`` / ``ReLU`` layers as float32 numpy arrays."""
+_Layer = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None
+"""A linear layer's (weight transposed, bias), or None for a tanh."""
 
-    def __init__(self, layers: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | str]) -> None:
+
+class _NumpyMLP:
+    """A ``Sequential`` of ``Linear`` and ``Tanh`` layers (what ``networks`` and ``belief`` build) as
+    float32 numpy arrays."""
+
+    def __init__(self, layers: list[_Layer]) -> None:
         self.layers = layers
 
     @classmethod
@@ -245,38 +256,33 @@ class _NumpyMLP:
         """The numpy copy of ``seq``, or None if it holds a layer this class does not implement."""
         if not isinstance(seq, torch.nn.Sequential):
             return None
-        layers: list[tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | str] = []
+        layers: list[_Layer] = []
         for m in seq:
             if isinstance(m, torch.nn.Linear) and m.bias is not None:
-                w = m.weight.detach().numpy().T.astype(np.float32, copy=True)
-                layers.append((w, m.bias.detach().numpy().astype(np.float32, copy=True)))
+                layers.append((m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()))
             elif isinstance(m, torch.nn.Tanh):
-                layers.append("tanh")
-            elif isinstance(m, torch.nn.ReLU):
-                layers.append("relu")
+                layers.append(None)
             else:
                 return None
         return cls(layers)
 
     def __call__(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         for layer in self.layers:
-            if isinstance(layer, tuple):
-                w, b = layer
-                x = x @ w + b
-            elif layer == "tanh":
+            if layer is None:
                 x = np.tanh(x)
             else:
-                x = np.maximum(x, np.float32(0.0))
+                w, b = layer
+                x = x @ w + b
         return x
 
 
 @dataclass
 class _NumpyPolicy:
-    """The belief encoder and the actor of a contextual policy, copied to numpy when the ``Agent`` is
-    made. At batch 1 torch spends most of a turn in per-operator overhead (on this project's 2-core
-    machine: about 600 us a turn, of which the three matrix products of the actor take 10); numpy
-    does the same arithmetic in a fraction of it. Same float32 maths as ``belief_step`` and
-    ``ActorCritic.forward``; ``tests/metarl_core/test_belief_streaming.py`` and
+    """The belief encoder and the actor of a contextual policy, copied to numpy when ``act_one`` is
+    first needed. At batch 1 torch spends most of a turn in per-operator overhead; numpy does the
+    same arithmetic with far less (on this project's 2-core machine: act_one p50 664 us with torch,
+    83 us with numpy). Same float32 maths as ``BeliefEncoder.forward``, ``belief_step``,
+    ``posterior`` and ``ActorCritic.forward``; ``tests/metarl_core/test_belief_streaming.py`` and
     ``tests/test_default_checkpoint.py`` hold ``act_one`` to the torch path's acts and beliefs."""
 
     encoder: _NumpyMLP
