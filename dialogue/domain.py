@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -24,6 +25,8 @@ import numpy.typing as npt
 
 UNKNOWN = 0
 DONTCARE = -1
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MAX_COUNT = 50  # the largest party size or number of nights a booking slot of kind "count" takes
 
 
 class DomainError(ValueError):
@@ -77,6 +80,13 @@ class Domain:
     synonyms: dict[str, tuple[str, ...]]
     entities: tuple[Entity, ...] = field(repr=False)
     matches: MatchTable = field(repr=False)
+    # What people also call a value (the NLU's lexicon, with ``synonyms``: what simulated users say).
+    paraphrases: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # How people name a slot ("part of town" for area): "any part of town is fine".
+    slot_names: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # What a booking slot holds: "count" (a positive number), "weekday" or "clock" (HH:MM); a slot
+    # without a kind takes only its listed values. The listed values are what simulated users ask for.
+    booking_kinds: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def n_slots(self) -> int:
@@ -106,6 +116,33 @@ class Domain:
         if value not in self.values[k]:
             raise DomainError(f"unknown value {value!r} for slot {slot!r}; known: {', '.join(self.values[k])}")
         return self.values[k].index(value) + 1
+
+    def surface_forms(self, value: str) -> tuple[str, ...]:
+        """Every way of saying an informable value the domain knows: the value, its synonyms, its paraphrases."""
+        return (value, *self.synonyms.get(value, ()), *self.paraphrases.get(value, ()))
+
+    def booking_value(self, slot: str, value: str) -> str:
+        """The stored form of a booking value, or a DomainError naming what is wrong."""
+        if slot not in self.booking:
+            raise DomainError(f"unknown booking slot {slot!r}; known: {', '.join(self.booking)}")
+        kind = self.booking_kinds.get(slot)
+        text = value.strip().lower()
+        if kind == "count" and text.isdigit() and 1 <= int(text) <= MAX_COUNT:
+            return str(int(text))
+        if kind == "weekday" and text in WEEKDAYS:
+            return text
+        if kind == "clock":
+            m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text)
+            if m:
+                return f"{int(m.group(1)):02d}:{m.group(2)}"
+        if kind is None and value in self.booking[slot]:
+            return value
+        allowed = {
+            "count": f"a whole number from 1 to {MAX_COUNT}",
+            "weekday": "a weekday (monday ... sunday)",
+            "clock": "a time as HH:MM",
+        }.get(kind or "", ", ".join(self.booking[slot]))
+        raise DomainError(f"unknown value {value!r} for booking slot {slot!r}; expected {allowed}")
 
     def matching(self, values: list[int] | tuple[int, ...]) -> list[Entity]:
         """Entities whose informable values agree with every constrained slot."""
@@ -139,6 +176,9 @@ def load_domain(name: str = "restaurant") -> Domain:
         synonyms={k: tuple(v) for k, v in raw.get("synonyms", {}).items()},
         entities=entities,
         matches=_match_table(values, entities),
+        paraphrases={k: tuple(v) for k, v in raw.get("paraphrases", {}).items()},
+        slot_names={k: tuple(v) for k, v in raw.get("slot_names", {}).items()},
+        booking_kinds=dict(raw.get("booking_kinds", {})),
     )
 
 

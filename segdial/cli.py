@@ -576,54 +576,68 @@ app.add_typer(nlu_app, name="nlu")
 
 @nlu_app.command("train")
 def nlu_train(
-    dialogues: Annotated[int, typer.Option(help="Simulated dialogues per domain to learn from.")] = 3000,
+    turns: Annotated[int, typer.Option(help="Labelled paraphrase-grammar turns per domain for the tagger.")] = 15000,
+    dialogues: Annotated[int, typer.Option(help="Simulated dialogues per domain for the register classifier.")] = 2000,
+    epochs: Annotated[int, typer.Option(help="Passes of the tagger over its turns.")] = 4,
     out: Annotated[Path, typer.Option(help="Folder for the NLU artifact.")] = Path("models/nlu"),
-    seed: Annotated[int, typer.Option(help="Random seed of the simulated dialogues.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed of the grammar, the dialogues and the training.")] = 0,
 ) -> None:
-    """Train the act-type and register classifiers on simulated user utterances of every segment and domain."""
+    """Train the NLU: the act/slot tagger on the paraphrase grammar, the register classifier on simulated users."""
     import time
-
-    from dialogue.nlu import ACT_NAMES, REGISTERS, SentenceEncoder, save_nlu, text_features, train_act_classifier
-    from simulators.corpus import collect_utterances
-
-    if dialogues < 1:
-        fail(f"--dialogues must be positive, got {dialogues}")
-    started = time.perf_counter()
-    corpus = [u for d in available_domains() for u in collect_utterances(dialogues, domain=d, seed=seed)]
     from collections import Counter
 
-    counts = Counter((u.text, u.act) for u in corpus)
-    registers = Counter((u.text, u.register) for u in corpus)
-    texts = sorted(counts)
-    console.print(f"{len(corpus):,} utterances, {len(texts):,} distinct; encoding with all-MiniLM-L6-v2 ...")
-    encoder = SentenceEncoder()
-    x = encoder.encode([t for t, _ in texts])
-    y = np.array([ACT_NAMES.index(a) for _, a in texts])
-    clf = train_act_classifier(x, y, np.array([counts[t] for t in texts], dtype=np.float64), seed=seed)
-    import torch
+    from rich.progress import Progress
 
-    with torch.no_grad():
-        train_acc = float((clf(torch.as_tensor(x)).argmax(-1).numpy() == y).mean())
+    from dialogue.domain import load_domain
+    from dialogue.nlu import SentenceEncoder, save_nlu
+    from dialogue.nlu.labels import span_kinds
+    from dialogue.nlu.train import train_register, train_tagger
+    from simulators.corpus import collect_utterances
+    from simulators.paraphrase import sample_turns
+
+    if turns < 1 or dialogues < 1 or epochs < 1:
+        fail(f"--turns, --dialogues and --epochs must be positive, got {turns}, {dialogues}, {epochs}")
+    started = time.perf_counter()
+    domains = [load_domain(d) for d in available_domains()]
+    labelled = [t for i, d in enumerate(domains) for t in sample_turns(d, turns, seed=seed * 101 + i)]
+    kinds = span_kinds(
+        sorted({s for d in domains for s in d.slots}),
+        sorted({s for d in domains for s in d.booking}),
+        sorted({s for d in domains for s in d.requestable}),
+    )
+    encoder = SentenceEncoder()
+    with Progress(console=console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        tagger, tagger_figures = train_tagger(labelled, kinds, encoder, epochs=epochs, seed=seed, progress=progress)
+    corpus = [u for d in available_domains() for u in collect_utterances(dialogues, domain=d, seed=seed)]
+    registers = Counter((u.text, u.register) for u in corpus)
     reg_texts = sorted(registers)
-    xr = text_features([t for t, _ in reg_texts])
-    yr = np.array([REGISTERS.index(r) for _, r in reg_texts])
-    reg_weights = np.array([registers[t] for t in reg_texts], dtype=np.float64)
-    reg = train_act_classifier(xr, yr, reg_weights, seed=seed, n_classes=len(REGISTERS))
-    with torch.no_grad():
-        reg_acc = float((reg(torch.as_tensor(xr)).argmax(-1).numpy() == yr).mean())
+    reg, reg_acc = train_register(
+        [t for t, _ in reg_texts],
+        [r for _, r in reg_texts],
+        np.array([registers[t] for t in reg_texts], dtype=np.float64),
+        seed=seed,
+    )
     figures = {
-        "dialogues_per_domain": dialogues,
-        "utterances": len(corpus),
-        "distinct": len(texts),
-        "train_accuracy": train_acc,
+        "grammar_turns_per_domain": turns,
+        "epochs": epochs,
+        **tagger_figures,
+        "register_dialogues_per_domain": dialogues,
         "register_train_accuracy": reg_acc,
         "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    save_nlu(out, clf, reg, figures)
+    save_nlu(out, tagger, kinds, reg, figures)
     console.print(
-        f"act classifier {train_acc:.4f}, register classifier {reg_acc:.4f} on their training utterances; "
-        f"written to {out}"
+        f"tagger: tags {tagger_figures['train_tag_accuracy']:.4f}, "
+        f"act types {tagger_figures['train_intent_exact']:.4f}; "
+        f"register {reg_acc:.4f} (on their training data); {figures['wall_time_s']} s; written to {out}"
     )
 
 

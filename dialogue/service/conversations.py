@@ -289,7 +289,10 @@ class Runtime:
         if not acts:  # text alone: the NLU needs the conversation's domain, and runs outside the turn lock
             conv = self._read_turn_state(read)
             if conv is not None and conv.reply is None and conv.ended_at is None:
-                acts, _, register = self.nlu.read(body.text or "", conv.domain)
+                reading = self.nlu.read(body.text or "", conv.domain)
+                register = reading.register
+                # Nothing understood: the tracker hears "confused", to which the policy rephrases.
+                acts = reading.acts or [{"act": "confused"}]
         with self._turn_lock:
             return self._claim_turn(read, conv, body, acts, register, started)
 

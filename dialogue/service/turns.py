@@ -79,9 +79,11 @@ def parse_acts(domain: Domain, acts: list[dict[str, Any]]) -> ParsedTurn:
         elif kind == UserAct.BOOK and slot is not None:
             if slot not in domain.booking:
                 raise TurnError(f"acts[{i}]: unknown booking slot {slot!r}; known: {', '.join(domain.booking)}")
-            if value is not None and str(value) not in domain.booking[str(slot)]:
-                known = ", ".join(domain.booking[str(slot)])
-                raise TurnError(f"acts[{i}]: unknown value {value!r} for booking slot {slot!r}; known: {known}")
+            if value is not None:
+                try:
+                    domain.booking_value(str(slot), str(value))
+                except DomainError as e:
+                    raise TurnError(f"acts[{i}]: {e}") from e
             booking = True
     act = next(a for a in _PRIORITY if a in kinds)
     return ParsedTurn(act, list(informs.values()), booking)
