@@ -65,7 +65,7 @@ def fresh_database(kind: str, folder: str) -> str:
 class Server(ServerProcess):
     """`segdial serve` in its own process on a free port, on a migrated database with a key of its own."""
 
-    def __init__(self, url: str, workers: int = 1) -> None:
+    def __init__(self, url: str, workers: int = 1, model: Path | None = None) -> None:
         env = {**os.environ, "SEGDIAL_DATABASE_URL": url}
         subprocess.run([*SEGDIAL, "db", "upgrade"], env=env, check=True, capture_output=True)
         created = subprocess.run(
@@ -74,6 +74,8 @@ class Server(ServerProcess):
         self.key = created.stdout.strip().splitlines()[-1]
         port = free_port()
         settings = {"SEGDIAL_WORKERS": str(workers), "SEGDIAL_PORT": str(port), "SEGDIAL_LOG_LEVEL": "warning"}
+        if model is not None:
+            settings["SEGDIAL_MODEL_PATH"] = str(model)
         super().__init__([*SEGDIAL, "serve"], {"SEGDIAL_DATABASE_URL": url, **settings}, port, "/readyz")
         # /readyz answers once one worker is up; the load starts once every worker listens.
         deadline = time.time() + 120

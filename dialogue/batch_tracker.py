@@ -15,7 +15,7 @@ from dialogue.acts import N_SYSTEM_ACTS, SystemAct, UserAct
 from dialogue.domain import DONTCARE, UNKNOWN, Domain
 from dialogue.tracker import ObservationLayout
 
-_ACCEPTING = np.array([UserAct.ACK, UserAct.REQUEST, UserAct.BOOK, UserAct.BYE])
+_ACCEPTING = np.array([UserAct.ACK, UserAct.AFFIRM, UserAct.REQUEST, UserAct.BOOK, UserAct.BYE])
 _CHANGING = np.array([UserAct.NEGATE, UserAct.INFORM, UserAct.RELAX])
 
 

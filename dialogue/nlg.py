@@ -17,8 +17,11 @@ def _join(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def system_text(act: int, state: DialogueState, offered: Entity | None = None) -> str:
-    """Text of a system act in the given state (``state`` before the user answers)."""
+def system_text(
+    act: int, state: DialogueState, offered: Entity | None = None, booking: dict[str, str] | None = None
+) -> str:
+    """Text of a system act in the given state (``state`` before the user answers); ``booking``: the
+    booking details known so far (the service keeps them; the simulators do not)."""
     domain: Domain = state.domain
     thing = domain.entity_type
     if act == SystemAct.GREET:
@@ -54,13 +57,30 @@ def system_text(act: int, state: DialogueState, offered: Entity | None = None) -
             return "I don't have that information."
         return " ".join(f"The {r} is {v}." for r, v in offered.info.items())
     if act == SystemAct.ASK_BOOKING:
-        return f"Sure. For the booking, what {_join(list(domain.booking))} should I use?"
+        missing = [s for s in domain.booking if s not in (booking or {})] or list(domain.booking)
+        return f"Sure. For the booking, what {_join(missing)} should I use?"
     if act == SystemAct.BOOK:
         if offered is None or not state.booking_info:
             return "I need a few more details before I can book."
-        return f"Done, your booking at {offered.name} is confirmed."
+        details = _join([f"{s} {booking[s]}" for s in domain.booking if s in booking]) if booking else ""
+        return f"Done, your booking at {offered.name} is confirmed" + (f" ({details})." if details else ".")
     if act == SystemAct.REQMORE:
         return "Is there anything else I can help with?"
     if act == SystemAct.BYE:
         return "Thank you, goodbye!"
     raise ValueError(f"unknown system act {act}")
+
+
+def no_match_text(state: DialogueState, dropped: int | None, nearest: Entity | None) -> str:
+    """An offer that found nothing: the nearest alternative with the dropped constraint named, or a
+    question about which constraint to drop when no single one would do."""
+    domain = state.domain
+    thing = domain.entity_type
+    wanted = [(k, domain.value_name(k, v)) for k, v in enumerate(state.values) if v > 0]
+    asked = _join([f"{domain.slots[k]} {name}" for k, name in wanted])
+    sorry = f"I'm sorry, there is no {thing} with {asked}." if wanted else f"I'm sorry, there is no {thing} like that."
+    if dropped is None or nearest is None:
+        slots = _join([domain.slots[k] for k, _ in wanted]) or "constraints"
+        return f"{sorry} Which of the {slots} could be different?"
+    other = domain.value_name(dropped, nearest.values[dropped])
+    return f"{sorry} The nearest is {nearest.name}, which has {domain.slots[dropped]} {other}. Would that work?"

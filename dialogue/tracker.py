@@ -266,14 +266,8 @@ class DialogueState:
         elif (
             sys_act == SystemAct.OFFER
             and offer_count > 0
-            and act
-            in (
-                UserAct.ACK,
-                UserAct.REQUEST,
-                UserAct.BOOK,
-                UserAct.BYE,
-            )
-        ):
+            and act in (UserAct.ACK, UserAct.AFFIRM, UserAct.REQUEST, UserAct.BOOK, UserAct.BYE)
+        ):  # "yes", "ok", a question about it, "book it", "thanks bye": the offer is taken
             self.offer_accepted = True
         if act == UserAct.REQUEST:
             self.requests_pending = True

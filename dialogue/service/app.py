@@ -41,6 +41,10 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         app.state.metrics = {
             "turns": Counter("segdial_turns", "Turns served", registry=registry),
             "conversations": Counter("segdial_conversations", "Conversations started", registry=registry),
+            "guarded": Counter(
+                "segdial_guarded_replies", "Replies where the guard replaced a third repeat", registry=registry
+            ),
+            "handovers": Counter("segdial_handovers", "Replies that asked for a person", registry=registry),
             "latency": Histogram(
                 "segdial_turn_latency_seconds",
                 "Turn latency",

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -38,9 +38,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from dialogue.domain import DomainError, available_domains, load_domain
 from dialogue.nlu import NLU
 from dialogue.service import db
-from dialogue.service.schemas import ReplyOut, TurnIn
+from dialogue.service.schemas import OfferOut, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
-from dialogue.service.turns import ParsedTurn, Reply, TurnError, new_state, parse_acts, take_turn
+from dialogue.service.turns import ParsedTurn, Reply, TurnError, new_state, parse_acts, prompt_context, take_turn
 from dialogue.tracker import ObservationLayout
 from metarl_core.inference import Agent
 
@@ -286,22 +286,32 @@ class Runtime:
             register = self.nlu.register(body.text)
         read = {"id_": conversation_id, "client": client_id, "key": body.idempotency_key}
         conv = None
+        understood = True
         if not acts:  # text alone: the NLU needs the conversation's domain, and runs outside the turn lock
             conv = self._read_turn_state(read)
             if conv is not None and conv.reply is None and conv.ended_at is None:
-                reading = self.nlu.read(body.text or "", conv.domain)
+                context = prompt_context(load_domain(conv.domain), conv.state)
+                reading = self.nlu.read(body.text or "", conv.domain, context)
                 register = reading.register
                 # Nothing understood: the tracker hears "confused", to which the policy rephrases.
                 acts = reading.acts or [{"act": "confused"}]
+                understood = reading.understood and bool(reading.acts)
         with self._turn_lock:
-            return self._claim_turn(read, conv, body, acts, register, started)
+            return self._claim_turn(read, conv, body, acts, register, started, understood)
 
     def _read_turn_state(self, read: dict[str, Any]) -> Any:
         with self._statements.connect() as conn:
             return conn.execute(_READ_TURN_STATE, read).one_or_none()
 
     def _claim_turn(
-        self, read: dict[str, Any], conv: Any, body: TurnIn, acts: list[dict[str, Any]], register: float, started: float
+        self,
+        read: dict[str, Any],
+        conv: Any,
+        body: TurnIn,
+        acts: list[dict[str, Any]],
+        register: float,
+        started: float,
+        understood: bool = True,
     ) -> TurnResult:
         """Compute the reply from the stored state (``conv``: already read, else read here) and store it
         if no other turn came first; else read again."""
@@ -319,10 +329,12 @@ class Runtime:
             domain = load_domain(conv.domain)
             if parsed is None:  # the acts' check does not depend on the state: once
                 try:
-                    parsed = parse_acts(domain, acts)
+                    parsed = replace(parse_acts(domain, acts), understood=understood)
                 except TurnError as e:
                     raise ServiceError(422, str(e)) from e
-            reply = take_turn(self.agent, domain, self.settings.max_turns, conv.state, parsed, register)
+            reply = take_turn(
+                self.agent, domain, self.settings.max_turns, conv.state, parsed, register, self.settings.handover_after
+            )
             out = _reply_out(conversation_id, conv.turn_count, reply)
             if self._store_turn(conv.turn_count, out, reply, body, acts, started):
                 return TurnResult(out, replayed=False)
@@ -398,6 +410,7 @@ class Runtime:
                 "rating": conv.rating,
                 "segment": conv.segment,
                 "confidence": conv.confidence,
+                "booking": (conv.state or {}).get("booked"),
                 "turns": [
                     {
                         "turn_index": t.turn_index,
@@ -419,6 +432,7 @@ def _reply_out(conversation_id: str, turn_index: int, reply: Reply) -> ReplyOut:
         turn_index=turn_index,
         system_act=reply.system_act,
         system_slot=reply.system_slot,
+        system_value=reply.system_value,
         system_text=reply.system_text,
         segment=segment,
         confidence=probs[segment] if segment else None,
@@ -426,6 +440,11 @@ def _reply_out(conversation_id: str, turn_index: int, reply: Reply) -> ReplyOut:
         posterior_mean=reply.posterior_mean,
         posterior_variance=reply.posterior_variance,
         ended=reply.ended,
+        offer=OfferOut(**reply.offer) if reply.offer else None,
+        booking=reply.booking,
+        handover=reply.handover is not None,
+        handover_reason=reply.handover,
+        guarded=reply.guarded,
     )
 
 

@@ -34,11 +34,20 @@ class EndIn(BaseModel):
     rating: int | None = Field(default=None, ge=1, le=5)
 
 
+class OfferOut(BaseModel):
+    name: str = Field(description="The entity offered")
+    values: dict[str, str] = Field(description="Its informable values, slot by slot")
+    relaxed: str | None = Field(
+        default=None, description="Nothing matched every constraint: the one this nearest alternative drops"
+    )
+
+
 class ReplyOut(BaseModel):
     conversation_id: str
     turn_index: int
     system_act: str
     system_slot: str | None
+    system_value: str | None = Field(default=None, description="The value a confirm checks")
     system_text: str
     segment: str | None
     confidence: float | None
@@ -46,3 +55,12 @@ class ReplyOut(BaseModel):
     posterior_mean: list[float]
     posterior_variance: list[float]
     ended: bool
+    offer: OfferOut | None = Field(default=None, description="The entity named by an offer")
+    booking: dict[str, str] | None = Field(
+        default=None, description="The booking made this turn: the entity and every booking detail"
+    )
+    handover: bool = Field(default=False, description="Route the user to a person (see handover_reason)")
+    handover_reason: str | None = None
+    guarded: bool = Field(
+        default=False, description="The policy's act would have repeated a third time; its next-best act was sent"
+    )

@@ -4,7 +4,8 @@
 ``SEGDIAL_MODEL_PATH`` (default: the shipped ``models/default``), ``SEGDIAL_NLU_PATH`` (default:
 the shipped ``models/nlu``), ``SEGDIAL_HOST``,
 ``SEGDIAL_PORT``, ``SEGDIAL_LOG_LEVEL``, ``SEGDIAL_MAX_TEXT_CHARS``, ``SEGDIAL_MAX_TURNS``,
-``SEGDIAL_TORCH_THREADS``, ``SEGDIAL_WORKER_THREADS``, ``SEGDIAL_WORKERS``.
+``SEGDIAL_HANDOVER_AFTER`` (user turns in a row not understood before a reply
+asks for a person; 0: never), ``SEGDIAL_TORCH_THREADS``, ``SEGDIAL_WORKER_THREADS``, ``SEGDIAL_WORKERS``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     max_text_chars: int = 2000
     max_turns: int = 20
+    handover_after: int = 3
     torch_threads: int = 1  # one per worker: more oversubscribes small models under load
     worker_threads: int = 8  # threads serving sync routes (database and model work)
     workers: int = 1  # uvicorn worker processes (`segdial serve`); each loads the policy and the NLU

@@ -6,7 +6,7 @@ import pytest
 
 from dialogue.acts import SystemAct, UserAct
 from dialogue.domain import Domain
-from dialogue.nlg import system_text
+from dialogue.nlg import no_match_text, system_text
 from dialogue.tracker import DialogueState
 
 
@@ -50,6 +50,27 @@ def test_book_text_depends_on_booking_details(state: DialogueState) -> None:
     assert entity.name not in system_text(SystemAct.BOOK, state, entity)
     state.user_acted(UserAct.BOOK, [], booking_details=True)
     assert entity.name in system_text(SystemAct.BOOK, state, entity)
+
+
+def test_booking_text_asks_for_the_missing_details_and_names_the_booked_ones(state: DialogueState) -> None:
+    dom = state.domain
+    first, *rest = dom.booking
+    ask = system_text(SystemAct.ASK_BOOKING, state, booking={first: "3"})
+    assert first not in ask and all(b in ask for b in rest)
+    state.user_acted(UserAct.BOOK, [], booking_details=True)
+    booking = dict.fromkeys(dom.booking, "7")
+    assert all(f"{b} 7" in system_text(SystemAct.BOOK, state, dom.entities[0], booking) for b in dom.booking)
+
+
+def test_no_match_names_the_dropped_constraint_or_asks_which_to_drop(state: DialogueState) -> None:
+    dom = state.domain
+    near = dom.entities[0]
+    wanted = [v % len(dom.values[k]) + 1 for k, v in enumerate(near.values)]  # another value of every slot
+    state.user_acted(UserAct.INFORM, [(k, v, 1.0) for k, v in enumerate(wanted)])
+    text = no_match_text(state, 0, near)
+    assert near.name in text and f"{dom.slots[0]} {dom.value_name(0, near.values[0])}" in text
+    assert all(dom.value_name(k, v) in text for k, v in enumerate(wanted))
+    assert all(s in no_match_text(state, None, None) for s in dom.slots)
 
 
 def test_unknown_act_raises(state: DialogueState) -> None:

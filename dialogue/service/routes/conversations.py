@@ -48,6 +48,10 @@ def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: Ru
     if not result.replayed:
         request.app.state.metrics["turns"].inc()
         request.app.state.metrics["latency"].observe(time.perf_counter() - started)
+        if result.reply.guarded:
+            request.app.state.metrics["guarded"].inc()
+        if result.reply.handover:
+            request.app.state.metrics["handovers"].inc()
     # The reply is already validated: send its JSON as it is rather than validating it again.
     return Response(result.reply.model_dump_json(), media_type="application/json")
 
