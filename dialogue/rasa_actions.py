@@ -4,7 +4,9 @@
   turn of the conversation of ``sender_id`` (see ``dialogue.rasa.mapping`` for the mapping and
   ``dialogue.rasa.backends`` for the conversation); the policy's reply goes back through the
   dispatcher, with ``SlotSet`` events for the conversation id, the inferred segment, its
-  confidence and the system act. When the turn ends the conversation (the user said goodbye, or
+  confidence and the system act, and ``segdial_handover`` (the reason, when segdial asks to route
+  the user to a person; the assistant's ``utter_handoff`` then follows, if its domain has one).
+  When the turn ends the conversation (the user said goodbye, or
   segdial closed it) the action records the outcome as ``action_segdial_end`` does.
 - ``action_segdial_end``: records the outcome (the ``segdial_outcome`` slot, or from the last
   intent) and the ``segdial_rating`` slot, and clears those slots and the conversation id; for
@@ -23,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.interfaces import ActionExecutionRejection
 
@@ -31,6 +33,8 @@ from dialogue.rasa.backends import backend, end_conversation, take_turn
 from dialogue.rasa.mapping import (
     CONFIDENCE_SLOT,
     CONVERSATION_SLOT,
+    HANDOVER_RESPONSE,
+    HANDOVER_SLOT,
     OUTCOME_SLOT,
     RATING_SLOT,
     SEGMENT_SLOT,
@@ -102,7 +106,10 @@ class ActionSegdialPolicy(Action):
             SlotSet(SEGMENT_SLOT, reply.segment),
             SlotSet(CONFIDENCE_SLOT, reply.confidence),
             SlotSet(SYSTEM_ACT_SLOT, reply.system_act),
+            SlotSet(HANDOVER_SLOT, reply.handover_reason if reply.handover else None),
         ]
+        if reply.handover and isinstance(responses, Mapping) and HANDOVER_RESPONSE in responses:
+            events.append(FollowupAction(HANDOVER_RESPONSE))
         return events + (forget_conversation() if reply.ended else [SlotSet(CONVERSATION_SLOT, conversation_id)])
 
 

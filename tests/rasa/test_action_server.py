@@ -18,6 +18,7 @@ from dialogue.domain import load_domain
 from dialogue.rasa.mapping import (
     CONFIDENCE_SLOT,
     CONVERSATION_SLOT,
+    HANDOVER_SLOT,
     OUTCOME_SLOT,
     RATING_SLOT,
     SEGMENT_SLOT,
@@ -53,7 +54,8 @@ def test_an_inform_turn_answers_sets_the_segment_slots_and_is_stored(
     assert r.status_code == 200, r.text
     result = r.json()
     slots = slot_events(result)
-    assert set(slots) == {CONVERSATION_SLOT, SEGMENT_SLOT, CONFIDENCE_SLOT, SYSTEM_ACT_SLOT}
+    assert set(slots) == {CONVERSATION_SLOT, SEGMENT_SLOT, CONFIDENCE_SLOT, SYSTEM_ACT_SLOT, HANDOVER_SLOT}
+    assert slots[HANDOVER_SLOT] is None
     assert slots[SEGMENT_SLOT] in SEGMENTS
     assert 1 / 3 <= slots[CONFIDENCE_SLOT] <= 1.0
     [conv] = action_server.conversations_of(tracker.sender_id)
@@ -247,3 +249,18 @@ def test_a_simulated_user_talks_to_the_end_through_webhooks(
     assert conv["segment"] == segments_seen[-1]
     assert conv["ended_at"] is not None and conv["outcome"] in ("success", "failure", "abandoned")
     assert tracker.slots[CONVERSATION_SLOT] is None  # forgotten once it ended
+
+
+def test_turns_not_understood_set_the_handover_slot_and_follow_up_with_the_handoff(
+    action_server: ActionServer, tracker: RasaTracker
+) -> None:
+    results = []
+    for _ in range(3):
+        tracker.user_says("can you recommend a good film?", "chitchat", [])
+        r = action_server.call(tracker, POLICY)
+        assert r.status_code == 200, r.text
+        results.append(r.json())
+    handovers = [slot_events(result)[HANDOVER_SLOT] for result in results]
+    assert handovers[:2] == [None, None] and "not understood" in handovers[2]
+    followups = [[e["name"] for e in result["events"] if e["event"] == "followup"] for result in results]
+    assert followups == [[], [], ["utter_handoff"]]  # the example assistant's domain has that response

@@ -22,6 +22,7 @@ from dialogue.domain import load_domain
 from dialogue.rasa.mapping import (
     CONFIDENCE_SLOT,
     CONVERSATION_SLOT,
+    HANDOVER_SLOT,
     INTENT_ACTS,
     OUTCOME_SLOT,
     OUTCOMES,
@@ -88,7 +89,15 @@ def test_the_domain_declares_exactly_the_actions_the_module_registers() -> None:
 
 def test_the_domain_declares_every_slot_the_actions_set() -> None:
     slots = DOMAIN["slots"]
-    set_by_actions = {CONVERSATION_SLOT, SEGMENT_SLOT, CONFIDENCE_SLOT, SYSTEM_ACT_SLOT, OUTCOME_SLOT, RATING_SLOT}
+    set_by_actions = {
+        CONVERSATION_SLOT,
+        SEGMENT_SLOT,
+        CONFIDENCE_SLOT,
+        SYSTEM_ACT_SLOT,
+        HANDOVER_SLOT,
+        OUTCOME_SLOT,
+        RATING_SLOT,
+    }
     assert set_by_actions <= set(slots)
     assert all(m["type"] == "custom" for name in set_by_actions for m in slots[name]["mappings"])
     card = json.loads((DEFAULT_MODEL / "card.json").read_text())
