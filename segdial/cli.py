@@ -240,6 +240,16 @@ def evaluate(
         Path | None, typer.Option(help="Segment-agnostic policy (default: CHECKPOINT/comparators/agnostic).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    text: Annotated[
+        bool,
+        typer.Option(
+            "--text",
+            help="Through words: the simulated users speak, the service's NLU reads and the served turn logic "
+            "answers (guard, handover, no-match alternatives); beside the same users at the act level. "
+            "Writes text_evaluation.json and text.png.",
+        ),
+    ] = False,
+    nlu: Annotated[Path | None, typer.Option(help="NLU artifact for --text (default: the shipped models/nlu).")] = None,
 ) -> None:
     """Evaluate adaptation: per segment (held-in and held-out) against the oracle and the agnostic policy."""
     from metarl_core.adaptation import evaluate_adaptation, plot_adaptation
@@ -247,6 +257,9 @@ def evaluate(
 
     if n < 1:
         fail(f"-n must be positive, got {n}")
+    if text:
+        _evaluate_text(checkpoint, n, out, agnostic, seed, nlu)
+        return
     try:
         agent = Agent.load(checkpoint)
         comparators = {}
@@ -295,6 +308,70 @@ def evaluate(
     png = plot_adaptation(results, out / "adaptation.png", title=f"{checkpoint} ({n} dialogues per segment)")
     _print_adaptation(results)
     console.print(f"figures written to {out / 'evaluation.json'} and {png}")
+
+
+def _evaluate_text(
+    checkpoint: Path, n: int, out: Path | None, agnostic: Path | None, seed: int, nlu_path: Path | None
+) -> None:
+    """``segdial evaluate --text``: see ``segdial.text_eval``."""
+    from dialogue.nlu import NLU, NLUError
+    from dialogue.service.settings import DEFAULT_NLU, Settings
+    from metarl_core.inference import Agent
+    from segdial.text_eval import evaluate_text, plot_text, text_checks
+
+    try:
+        policies = {"contextual": Agent.load(checkpoint)}
+        path = agnostic or checkpoint / "comparators" / "agnostic"
+        if path.exists():
+            policies["agnostic"] = Agent.load(path, obs_dim=policies["contextual"].spec.obs_dim)
+        reader = NLU.load(nlu_path or DEFAULT_NLU, {d: load_domain(d) for d in available_domains()})
+    except (CheckpointError, NLUError) as e:
+        fail(str(e))
+    card = policies["contextual"].card
+    kwargs = card.env_kwargs if card is not None else {}
+    domain = str(kwargs.get("domain", "restaurant"))
+    segments = [*TRAINING_SEGMENTS, *HELD_OUT_SEGMENTS]
+    with _progress("text evaluation") as bar:
+        task = bar.add_task("eval", total=n * len(segments) * 2 * len(policies), status="")
+        results = evaluate_text(
+            policies,
+            domain,
+            segments,
+            n,
+            reader,
+            max_turns=int(kwargs.get("max_turns", 20)),
+            handover_after=Settings().handover_after,
+            seed=seed,
+            progress=lambda k: bar.advance(task, k),
+        )
+    checks = text_checks(results)
+    table = Table(title=f"{checkpoint} through words ({n} dialogues per segment; act level in brackets)")
+    for col in ("policy", "segment", "success", "return", "turns", "not understood", "handovers", "loops"):
+        table.add_column(col, justify="left" if col in ("policy", "segment") else "right")
+    for name, modes in results.items():
+        for seg, t in modes["text"].items():
+            a = modes["act"][seg]
+            table.add_row(
+                name,
+                seg,
+                f"{100 * t['success']:.1f}% ({100 * a['success']:.1f}%)",
+                f"{t['mean_return']:.2f} ({a['mean_return']:.2f})",
+                f"{t['mean_turns']:.1f} ({a['mean_turns']:.1f})",
+                f"{t['not_understood_per_dialogue']:.2f}",
+                f"{100 * t['handovers']:.1f}%",
+                f"{t['loops']} ({a['loops']})",
+            )
+    console.print(table)
+    for c in checks:
+        console.print(
+            f"[{'green' if c['pass'] else 'red'}]{'PASS' if c['pass'] else 'FAIL'}[/] {c['name']}: {c['detail']}"
+        )
+    out = out or checkpoint / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"checkpoint": str(checkpoint), "domain": domain, "dialogues": n, "seed": seed, "results": results}
+    (out / "text_evaluation.json").write_text(json.dumps({**record, "checks": checks}, indent=2) + "\n")
+    png = plot_text(results, out / "text.png", f"{checkpoint}: success through words and at the act level")
+    console.print(f"figures written to {out / 'text_evaluation.json'} and {png}")
 
 
 def _adaptation_checks(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -141,9 +141,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
 
             self._transcript.append(f"SYSTEM [{SystemAct(act).name}]: {system_text(act, st, self.offered)}")
         st.system_acted(act)
-        turn, outcome = self.user.respond(act, target, heard, kb_count, first_turn)
-        observed = self.user.heard(turn.informs)
-        style = turn_style(self.user.params["verbosity"], self._uniform(), False, self._uniform())
+        turn, observed, style, reward, terminated, info = self.answer(act, target, heard, kb_count, first_turn)
         st.user_acted(
             turn.act,
             observed,
@@ -152,14 +150,30 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             booking_details=bool(turn.booking),
             register=register_of(style),
         )
-        terminated = outcome != CONTINUE
+        info["turn"] = st.turn
         truncated = not terminated and st.turn >= self.max_turns
         self._done = terminated or truncated
-        reward = TURN_PENALTY + (SUCCESS_REWARD if outcome == SUCCESS else 0.0)
-        info = self._get_info(turn, observed, style, success=outcome == SUCCESS)
         if self.render_mode == "ansi":
             self._transcript.append(f"USER [{turn.act.name}]: {info['user_utterance']}")
         return st.observation(), reward, terminated, truncated, info
+
+    def answer(
+        self, act: int, target: int, heard: list[int], kb_count: int, first_turn: bool
+    ) -> tuple[UserTurn, list[tuple[int, int, float]], int, float, bool, dict[str, Any]]:
+        """The user's answer to a system act as another dialogue manager saw the dialogue (``heard``: its
+        slot values, ``kb_count``: the entities it matched): the turn, what the simulated NLU channel
+        makes of it, its style, the reward and whether the user ended the dialogue, and the info of
+        ``step``. ``step`` calls it with the environment's own tracker; an evaluation that runs the
+        user against the service's own turn logic calls it with the service's view, and keeps the
+        turn limit itself."""
+        if self.user is None:
+            raise RuntimeError("no user yet: call reset() first")
+        turn, outcome = self.user.respond(act, target, heard, kb_count, first_turn)
+        observed = self.user.heard(turn.informs)
+        style = turn_style(self.user.params["verbosity"], self._uniform(), False, self._uniform())
+        reward = TURN_PENALTY + (SUCCESS_REWARD if outcome == SUCCESS else 0.0)
+        info = self._get_info(turn, observed, style, success=outcome == SUCCESS)
+        return turn, observed, style, reward, outcome != CONTINUE, info
 
     def _get_info(
         self, turn: UserTurn, observed: list[tuple[int, int, float]], style: int, success: bool
