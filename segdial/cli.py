@@ -36,8 +36,20 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"segdial {version('segdial')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
     """segdial: a segment-adaptive dialogue policy and the simulated users it learns from."""
 
 
@@ -619,8 +631,80 @@ def db_upgrade() -> None:
     try:
         db.upgrade(url)
     except Exception as e:  # a database that cannot be reached: say so in one line
-        fail(f"could not upgrade {url}: {e}")
-    console.print(f"database at {url} is at revision {db.head_revision()}")
+        fail(f"could not upgrade {db.safe_url(url)}: {db.safe_error(e, url)}")
+    console.print(f"database at {db.safe_url(url)} is at revision {db.head_revision()}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision of the database (SEGDIAL_DATABASE_URL) and whether it is the newest."""
+    from dialogue.service import db
+    from dialogue.service.settings import Settings
+
+    url = Settings().database_url
+    engine = db.make_engine(url)
+    try:
+        current = db.current_revision(engine)
+    except Exception as e:  # unreachable: one line, no password
+        fail(f"could not read {db.safe_url(url)}: {db.safe_error(e, url)}")
+    finally:
+        engine.dispose()
+    head = db.head_revision()
+    state = "the newest" if current == head else f"behind {head}: run `segdial db upgrade`"
+    print(f"{db.safe_url(url)}: revision {current or 'none (empty database)'}, {state}")
+    if current != head:
+        raise typer.Exit(1)
+
+
+def _keys_engine() -> Any:
+    """The engine of SEGDIAL_DATABASE_URL at the newest schema (an empty SQLite file is migrated)."""
+    from dialogue.service import db
+    from dialogue.service.settings import Settings
+
+    url = Settings().database_url
+    engine = db.make_engine(url)
+    try:
+        if url.startswith("sqlite") and db.current_revision(engine) is None:
+            db.upgrade(url)
+        db.check_schema(engine)
+    except db.SchemaError as e:
+        fail(str(e))
+    except Exception as e:  # unreachable: one line, no password
+        fail(f"could not reach {db.safe_url(url)}: {db.safe_error(e, url)}")
+    return engine
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the API keys: id, name, created, revoked (keys themselves are never stored)."""
+    from dialogue.service import db
+
+    engine = _keys_engine()
+    with db.session_factory(engine)() as session:
+        rows = session.query(db.ApiKey).order_by(db.ApiKey.id).all()
+    table = Table(title=f"{len(rows)} API keys")
+    for col in ("id", "name", "created", "revoked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r.id), r.name, r.created_at.isoformat(timespec="seconds"), "yes" if r.revoked else "no")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id of the key (see `segdial keys list`).")]) -> None:
+    """Revoke an API key: its next request gets 401."""
+    from dialogue.service import db
+
+    engine = _keys_engine()
+    with db.session_factory(engine)() as session:
+        row = session.get(db.ApiKey, key_id)
+        if row is None:
+            fail(f"no API key with id {key_id} (see `segdial keys list`)")
+        if row.revoked:
+            fail(f"API key {key_id} ({row.name}) is already revoked")
+        row.revoked = True
+        session.commit()
+        print(f"revoked API key {key_id} ({row.name})")
 
 
 @keys_app.command("create")
@@ -628,22 +712,14 @@ def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (a 
     """Create an API key and print it once (only its hash is stored)."""
     from dialogue.service import db
     from dialogue.service.app import create_key
-    from dialogue.service.settings import Settings
 
     if not name.strip():
         fail("the key needs a non-empty name")
     if len(name.strip()) > 100:
         fail("the key name must be at most 100 characters")
-    url = Settings().database_url
-    engine = db.make_engine(url)
-    try:
-        if url.startswith("sqlite") and db.current_revision(engine) is None:
-            db.upgrade(url)
-        db.check_schema(engine)
-        with db.session_factory(engine)() as session:
-            key = create_key(session, name.strip())
-    except db.SchemaError as e:
-        fail(str(e))
+    engine = _keys_engine()
+    with db.session_factory(engine)() as session:
+        key = create_key(session, name.strip())
     print(key)
 
 

@@ -259,7 +259,7 @@ def open_database(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as e:  # SQLAlchemy raises ArgumentError and ValueError alike for bad URLs
-        raise ReportError(f"{url!r} is not a database URL: {e}") from e
+        raise ReportError(f"{db.safe_url(url)!r} is not a database URL") from e
     on_disk = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
     if on_disk and not Path(str(parsed.database)).is_file():
         raise ReportError(f"no database file at {parsed.database}")
@@ -267,10 +267,11 @@ def open_database(url: str) -> Engine:
         engine = db.make_engine(url)
         revision = db.current_revision(engine)
     except (SQLAlchemyError, ImportError) as e:
-        raise ReportError(f"could not read {url}: {str(e).strip().splitlines()[0]}") from e
+        raise ReportError(f"could not read {db.safe_url(url)}: {db.safe_error(e, url)}") from e
     if revision is None:
         engine.dispose()
-        raise ReportError(f"{url} has no segdial tables: run `segdial db upgrade` with SEGDIAL_DATABASE_URL={url}")
+        shown = db.safe_url(url)
+        raise ReportError(f"{shown} has no segdial tables: run `segdial db upgrade` with SEGDIAL_DATABASE_URL={shown}")
     try:
         db.check_schema(engine)
     except db.SchemaError as e:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,10 @@ def test_help_keeps_bracketed_words(segdial: Callable[..., tuple[int, str, str]]
     code, out, _ = segdial(command, "--help")
     assert code == 0
     assert words in " ".join(line.strip("│ ") for line in out.splitlines())
+
+
+def test_version_prints_the_package_version(segdial: Any) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = segdial("--version")
+    assert code == 0 and out.strip() == f"segdial {version('segdial')}"

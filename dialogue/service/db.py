@@ -207,6 +207,24 @@ def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show no part of it that could hold a secret
+        return url.split("://", 1)[0] + "://..."
+
+
+def safe_error(error: BaseException, url: str) -> str:
+    """The first line of a database error, with the URL's password removed if the driver echoed it."""
+    line = (str(getattr(error, "orig", None) or error).strip().splitlines() or [type(error).__name__])[0]
+    try:
+        password = make_url(url).password
+    except Exception:
+        password = None
+    return line.replace(str(password), "***") if password else line
+
+
 # -- the schema (Alembic) ------------------------------------------------------------------
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
