@@ -153,3 +153,25 @@ def test_the_guard_never_sends_the_same_act_three_times_in_a_row(
     )
     count = next(line for line in metrics.splitlines() if line.startswith("segdial_guarded_replies_total"))
     assert float(count.split()[-1]) == sum(guarded)
+
+
+def test_the_nlu_reads_a_turn_with_the_prompt_it_answers_as_context() -> None:
+    from dialogue.nlu import context_of
+    from dialogue.service.turns import new_state, prompt_context
+
+    stored = new_state(DOMAIN, 20, 1)
+    assert prompt_context(DOMAIN, stored) == context_of("greet")
+    tracker = stored["tracker"]
+    for act, target, words in (
+        (SystemAct.REQUEST_ONE, 1, context_of("request", DOMAIN.slots[1])),
+        (SystemAct.SUGGEST, 0, context_of("suggest", DOMAIN.slots[0])),
+        (SystemAct.ASK_BOOKING, -1, context_of("ask_booking")),
+        (SystemAct.OFFER, -1, context_of("no_match")),  # an offer that matched nothing
+    ):
+        tracker["last_system_act"], stored["target"] = int(act), target
+        assert prompt_context(DOMAIN, stored) == words
+    tracker["last_system_act"], stored["target"] = int(SystemAct.CONFIRM), 0
+    tracker["values"][0] = 2
+    assert prompt_context(DOMAIN, stored) == context_of("confirm", DOMAIN.slots[0], DOMAIN.value_name(0, 2))
+    tracker["last_system_act"], stored["offer_count"] = int(SystemAct.OFFER), 3
+    assert prompt_context(DOMAIN, stored) == context_of("offer")
