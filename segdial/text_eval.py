@@ -68,14 +68,15 @@ Dialogue = Generator[tuple[str, str], tuple[ParsedTurn, float], Outcome]
 
 
 def dialogue(
-    agent: Agent, env: SegmentDialogueEnv, seed: int, segment: str, mode: str, handover_after: int
+    agent: Agent, env: SegmentDialogueEnv, seed: int, segment: str | None, mode: str, handover_after: int
 ) -> Dialogue:
-    """One dialogue of a user of ``segment`` (drawn from ``seed``) in ``mode`` "act" or "text".
+    """One dialogue of a user of ``segment`` (drawn from ``seed``; None: from the environment's own
+    segments) in ``mode`` "act" or "text".
 
     In text mode it yields (words, prompt context) and is sent the reading back, so that many
     dialogues share one NLU pass (``play``); it returns the ``Outcome``."""
     domain, max_turns = env.domain, env.max_turns
-    _, info = env.reset(seed=seed, options={"segment": segment})
+    _, info = env.reset(seed=seed, options={"segment": segment} if segment else None)
     turn = UserTurn(UserAct[info["user_act"]], booking=dict(info["user_booking"]))
     observed = [(domain.slots.index(s), _code(domain, s, v), c) for s, v, c in info["nlu_informs"]]
     stored = new_state(domain, max_turns, agent.latent_dim)
@@ -113,7 +114,7 @@ def play(
     agent: Agent,
     env_of: Callable[[], SegmentDialogueEnv],
     seeds: list[int],
-    segment: str,
+    segment: str | None,
     mode: str,
     nlu: NLU | None,
     handover_after: int,
