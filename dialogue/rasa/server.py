@@ -89,7 +89,9 @@ def create_server(executor: ActionExecutor) -> Sanic:
         logger.error("unexpected error in the action server", exc_info=exception)
         return response.json({"error": "internal error of the action server (see its log)"}, status=500)
 
-    app.error_handler.add(Exception, unexpected)  # replaces rasa-sdk's, which echoes the request body
+    # In place of rasa-sdk's handler, which answers the exception's text and the request body (Sanic
+    # refuses a second handler for the same exception, so the registered one is replaced).
+    app.error_handler.cached_handlers[(Exception, None)] = unexpected
 
     return app
 
