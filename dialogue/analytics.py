@@ -8,7 +8,9 @@ the episode's return in columns a real conversation leaves empty, so one path se
 
 Definitions (the report prints them):
 
-- A conversation is in the window when ``since <= created_at < until`` (either bound may be open).
+- A conversation is in the window when ``since <= created_at < until`` (either bound may be open;
+  a window with ``since >= until`` is empty). The bounds are ISO 8601 times from year
+  1900 to 2999 (``parse_time``); naive times are UTC.
 - A *read-out* is the segment probabilities after a user turn that updated the belief. A closing
   bye or hang-up turn, which the service answers without updating the belief, repeats the last
   read-out and is not counted again.
@@ -27,6 +29,7 @@ Definitions (the report prints them):
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,8 +64,6 @@ class Window:
     def __post_init__(self) -> None:
         object.__setattr__(self, "since", _utc(self.since))
         object.__setattr__(self, "until", _utc(self.until))
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError(f"the window is empty: since ({self.since.isoformat()}) is not before until")
 
     def to_json(self) -> dict[str, str | None]:
         return {k: v.isoformat() if v else None for k, v in (("since", self.since), ("until", self.until))}
@@ -82,7 +83,32 @@ class Window:
 def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
+    if not MIN_YEAR <= t.year <= MAX_YEAR:  # also keeps the conversion to UTC from overflowing
+        raise ValueError(f"{t.isoformat()} is outside the years {MIN_YEAR} to {MAX_YEAR}")
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+MIN_YEAR, MAX_YEAR = 1900, 2999
+# ISO 8601 as the API takes it: a calendar date (years MIN_YEAR to MAX_YEAR), optionally a time
+# (hours and minutes, optional seconds and fraction) and a UTC offset. Exact: every string it
+# matches is a real date that ``datetime.fromisoformat`` reads, so the schema can promise it.
+_LEAP = r"(19(0[48]|[2468][048]|[13579][26])|2[0-9](0[48]|[2468][048]|[13579][26])|2000|2400|2800)"
+_DATE = (
+    r"((19|2[0-9])[0-9][0-9]-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    r"|02-(0[1-9]|1[0-9]|2[0-8]))|" + _LEAP + r"-02-29)"
+)
+_TIME = r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?"
+ISO_TIME_PATTERN = f"^{_DATE}{_TIME}$"
+_ISO_TIME = re.compile(_DATE + _TIME)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time as ``ISO_TIME_PATTERN`` takes it (a bare number is not one); ValueError otherwise."""
+    if not _ISO_TIME.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time from {MIN_YEAR} to {MAX_YEAR} (e.g. 2025-01-31 or 2025-01-31T12:00Z)"
+        )
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # -- reading the database ---------------------------------------------------------------------

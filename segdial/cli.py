@@ -800,13 +800,21 @@ def serve() -> None:
     import uvicorn
 
     from dialogue.service.app import create_app
+    from dialogue.service.conversations import OPEN_ERRORS, Runtime, first_line
     from dialogue.service.settings import Settings
 
     settings = Settings()
     if settings.workers < 1:
         fail(f"SEGDIAL_WORKERS must be at least 1, got {settings.workers}")
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        # Opened here rather than in the app's lifespan, so that a bad setting is one line, not
+        # uvicorn's traceback of the failed start-up.
+        try:
+            runtime = Runtime.open(settings)
+        except OPEN_ERRORS as e:
+            fail(f"cannot start segdial: {first_line(e)}")
+        app = create_app(settings, runtime=runtime)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
         return
     # Several processes, each building its own app from the same environment and accepting on a
     # socket of its own, so that connections spread over the workers (dialogue.service.workers).
@@ -817,7 +825,7 @@ def serve() -> None:
     except OSError as exc:
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
     if status:
-        raise typer.Exit(status)
+        raise typer.Exit(2)  # a worker could not start: it said why in one line
 
 
 @app.command()

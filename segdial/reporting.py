@@ -238,15 +238,13 @@ def parse_window(since: str | None, until: str | None) -> analytics.Window:
     bounds = []
     for name, text in (("--since", since), ("--until", until)):
         try:
-            bounds.append(datetime.fromisoformat(text) if text else None)
-        except ValueError:
-            raise ReportError(
-                f"{name} {text!r} is not an ISO 8601 time (e.g. 2025-01-31 or 2025-01-31T12:00)"
-            ) from None
-    try:
-        return analytics.Window(bounds[0], bounds[1])
-    except ValueError as e:
-        raise ReportError(str(e)) from e
+            bounds.append(analytics.parse_time(text) if text else None)
+        except ValueError as e:
+            raise ReportError(f"{name} {e}") from None
+    window = analytics.Window(bounds[0], bounds[1])
+    if window.since and window.until and window.since >= window.until:
+        raise ReportError(f"the window is empty: --since ({window.since.isoformat()}) is not before --until")
+    return window
 
 
 def check_threshold(threshold: float) -> None:

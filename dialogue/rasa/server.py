@@ -2,8 +2,10 @@
 
 It is rasa-sdk's own Sanic app (``POST /webhook``, ``GET /health``, ``GET /actions``) with the
 segdial actions registered, plus what the stock server lacks: a malformed body (not JSON, not an
-object, no action name, no tracker with a sender id) gets a JSON 400 instead of a 500, and an
-unreachable segdial API (HTTP mode) a JSON 502. The backend (policy, NLU, database) is opened
+object, no action name, no tracker with a sender id, a string that is not valid Unicode) gets a
+JSON 400 instead of a 500, an unreachable segdial API (HTTP mode) a JSON 502, and an unexpected
+error a 500 that says only that (rasa-sdk's own handler returns the exception's text and the whole
+request body). The backend (policy, NLU, database) is opened
 before the port is bound, so ``/health`` answers only when the server can take turns.
 """
 
@@ -21,15 +23,12 @@ from rasa_sdk.executor import ActionExecutor
 from sanic import Sanic, response
 from sanic.exceptions import BadRequest
 from sanic.request import Request
-from sqlalchemy.exc import SQLAlchemyError
 
-from dialogue.domain import DomainError
-from dialogue.nlu import NLUError
 from dialogue.rasa.backends import BackendUnavailableError, backend
-from dialogue.service.db import SchemaError
-from metarl_core.inference import CheckpointError
+from dialogue.service.conversations import OPEN_ERRORS, first_line
 
 ACTIONS_MODULE = "dialogue.rasa_actions"
+logger = logging.getLogger(__name__)
 
 
 class ActionServerError(RuntimeError):
@@ -40,6 +39,12 @@ def webhook_problem(call: Any, known_actions: Collection[str]) -> str | None:
     """What is wrong with a webhook body (None when rasa-sdk can run it; an unknown action is its 404)."""
     if not isinstance(call, dict):
         return "the body must be a JSON object (Rasa's action call)"
+    try:
+        json.dumps(call, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a JSON "\ud800": it cannot be stored or sent back
+        return "the body holds a string with an unpaired UTF-16 surrogate (not valid Unicode text)"
+    except ValueError:  # NaN or Infinity
+        return "the body holds a number that is not finite"
     name = call.get("next_action")
     if not isinstance(name, str) or not name:
         return "next_action must name the action to run"
@@ -74,11 +79,19 @@ def create_server(executor: ActionExecutor) -> Sanic:
         if problem is None:
             return None
         name = call.get("next_action") if isinstance(call, dict) else None
-        return response.json({"error": problem, "action_name": name}, status=400)
+        return response.json({"error": problem, "action_name": name if isinstance(name, str) else None}, status=400)
 
     @app.exception(BackendUnavailableError)
     async def unavailable(request: Request, exception: BackendUnavailableError) -> response.HTTPResponse:
         return response.json({"error": str(exception)}, status=502)
+
+    async def unexpected(request: Request, exception: Exception) -> response.HTTPResponse:
+        logger.error("unexpected error in the action server", exc_info=exception)
+        return response.json({"error": "internal error of the action server (see its log)"}, status=500)
+
+    # In place of rasa-sdk's handler, which answers the exception's text and the request body (Sanic
+    # refuses a second handler for the same exception, so the registered one is replaced).
+    app.error_handler.cached_handlers[(Exception, None)] = unexpected
 
     return app
 
@@ -88,20 +101,11 @@ def prepare(actions_module: str = ACTIONS_MODULE) -> ActionExecutor:
 
     Raises ActionServerError with a one-line reason when the settings do not work.
     """
+    problems: tuple[type[Exception], ...] = (BackendUnavailableError, ValidationError, *OPEN_ERRORS)
     try:
         backend()
-    except (
-        BackendUnavailableError,
-        CheckpointError,
-        DomainError,
-        NLUError,
-        SchemaError,
-        SQLAlchemyError,
-        ValidationError,
-        OSError,
-    ) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ActionServerError(f"cannot open segdial for the actions: {first}") from e
+    except problems as e:
+        raise ActionServerError(f"cannot open segdial for the actions: {first_line(e)}") from e
     executor = ActionExecutor()
     executor.register_package(actions_module)
     return executor

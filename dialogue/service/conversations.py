@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -32,17 +33,17 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dialogue.domain import DomainError, available_domains, load_domain
-from dialogue.nlu import NLU
+from dialogue.nlu import NLU, NLUError
 from dialogue.service import db
 from dialogue.service.schemas import OfferOut, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
 from dialogue.service.turns import ParsedTurn, Reply, TurnError, new_state, parse_acts, prompt_context, take_turn
 from dialogue.tracker import ObservationLayout
-from metarl_core.inference import Agent
+from metarl_core.inference import Agent, CheckpointError
 
 KEY_PREFIX = "sdk_"
 
@@ -51,7 +52,7 @@ KEY_PREFIX = "sdk_"
 _C, _T = db.CONVERSATIONS, db.TURNS
 # The stored state and, for a retried idempotency key, the stored reply (NULL otherwise).
 _READ_TURN_STATE = (
-    select(_C.c.domain, _C.c.state, _C.c.turn_count, _C.c.ended_at, _T.c.reply)
+    select(_C.c.domain, _C.c.state, _C.c.turn_count, _C.c.ended_at, _T.c.reply, _T.c.request_hash)
     .select_from(_C.outerjoin(_T, and_(_T.c.conversation_id == _C.c.id, _T.c.idempotency_key == bindparam("key"))))
     .where(_C.c.id == bindparam("id_"), _C.c.api_key_id == bindparam("client"))
 )
@@ -82,6 +83,24 @@ _CLIENT_OF_KEY = select(db.ApiKey.id).where(db.ApiKey.key_hash == bindparam("has
 # How often a turn reads again after losing the race to a concurrent turn on its conversation
 # before it is refused with 409 (the client may retry with the same idempotency key).
 TURN_ATTEMPTS = 10
+
+
+# What opening a Runtime raises when its settings do not work (a bad model path, a corrupt
+# checkpoint, an unreachable database or an old schema), as opposed to a bug: reported in one line.
+OPEN_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    DomainError,
+    NLUError,
+    db.SchemaError,
+    SQLAlchemyError,
+    OSError,
+)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class ServiceError(Exception):
@@ -213,6 +232,12 @@ class Runtime:
             return row.id
 
     # -- conversations -------------------------------------------------------------------------
+    def served_domains(self) -> list[str]:
+        """The domains the loaded policy can serve (its observation fits theirs)."""
+        return [
+            d for d in available_domains() if ObservationLayout(load_domain(d).n_slots).size == self.agent.spec.obs_dim
+        ]
+
     def start_conversation(self, client_id: int, domain: str = "restaurant", client_user_ref: str | None = None) -> str:
         """A new conversation of ``client_id``; returns its id."""
         try:
@@ -273,12 +298,12 @@ class Runtime:
         as plain.
         """
         started = time.perf_counter()
-        if body.text is not None and not body.text.strip():
-            raise ServiceError(422, "text is empty")
         if body.text is not None and len(body.text) > self.settings.max_text_chars:
             raise ServiceError(422, f"text is longer than {self.settings.max_text_chars} characters")
         if not body.acts and body.text is None:
             raise ServiceError(422, "a turn needs text, structured acts, or both")
+        if len(body.acts) > self.settings.max_acts:
+            raise ServiceError(422, f"a turn carries at most {self.settings.max_acts} acts, got {len(body.acts)}")
         _check_id(conversation_id)
         acts = [a.model_dump() for a in body.acts]
         register = 0.5
@@ -323,9 +348,17 @@ class Runtime:
             if conv is None:
                 raise ServiceError(404, f"no conversation {conversation_id}")
             if conv.reply is not None:
+                if conv.request_hash is not None and conv.request_hash != request_hash(body):
+                    raise ServiceError(
+                        422, f"idempotency key {body.idempotency_key!r} was used before with a different request body"
+                    )
                 return TurnResult(ReplyOut(**conv.reply), replayed=True)
             if conv.ended_at is not None:
                 raise ServiceError(409, f"conversation {conversation_id} has ended")
+            if conv.turn_count >= self.settings.max_turns:  # stored before the limit was lowered
+                raise ServiceError(
+                    409, f"conversation {conversation_id} reached its limit of {self.settings.max_turns} turns"
+                )
             domain = load_domain(conv.domain)
             if parsed is None:  # the acts' check does not depend on the state: once
                 try:
@@ -333,7 +366,14 @@ class Runtime:
                 except TurnError as e:
                     raise ServiceError(422, str(e)) from e
             reply = take_turn(
-                self.agent, domain, self.settings.max_turns, conv.state, parsed, register, self.settings.handover_after
+                self.agent,
+                domain,
+                self.settings.max_turns,
+                conv.state,
+                parsed,
+                register,
+                self.settings.handover_after,
+                final_turn=conv.turn_count + 1 >= self.settings.max_turns,
             )
             out = _reply_out(conversation_id, conv.turn_count, reply)
             if self._store_turn(conv.turn_count, out, reply, body, acts, started):
@@ -356,6 +396,7 @@ class Runtime:
             "c_ended_at": now if reply.ended else None,
             "t_turn_index": seen,
             "t_idempotency_key": body.idempotency_key,
+            "t_request_hash": request_hash(body) if body.idempotency_key is not None else None,
             "t_user_text": body.text,
             "t_user_acts": acts,
             "t_system_act": reply.system_act,
@@ -446,6 +487,12 @@ def _reply_out(conversation_id: str, turn_index: int, reply: Reply) -> ReplyOut:
         handover_reason=reply.handover,
         guarded=reply.guarded,
     )
+
+
+def request_hash(body: TurnIn) -> str:
+    """SHA-256 of a turn's request without its idempotency key (a retry must send the same turn)."""
+    canonical = json.dumps(body.model_dump(exclude={"idempotency_key"}), sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _check_id(conversation_id: str) -> None:

@@ -92,6 +92,8 @@ class Turn(Base):
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id"), index=True)
     turn_index: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # SHA-256 of the request (without its key) when it had an idempotency key: a retry must match it.
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     user_acts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     system_act: Mapped[str] = mapped_column(String(30))

@@ -1,32 +1,63 @@
-"""Request and response bodies of the service (pydantic), shared by the HTTP routes and in-process callers."""
+"""Request and response bodies of the service (pydantic), shared by the HTTP routes and in-process callers.
+
+Strings from clients are stored and sent back, so they must be text that PostgreSQL and JSON can
+hold: no NUL character (``NO_NUL``, in the schema) and no unpaired UTF-16 surrogate (a JSON
+``"\\ud800"``; no JSON Schema keyword says so, the validator refuses it). Floats must be finite.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters: reject them as bad input
 
 
+def encodable(text: str) -> str:
+    """``text`` if it encodes as UTF-8 (no unpaired surrogate); else a ValueError that does not echo it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("has an unpaired UTF-16 surrogate (not valid Unicode text)") from None
+    return text
+
+
+Text = Annotated[str, StringConstraints(pattern=NO_NUL), AfterValidator(encodable)]
+
+
 class UserActIn(BaseModel):
     act: str = Field(description="User act type: inform, request, affirm, negate, dont_know, book, relax, bye, ...")
-    slot: str | None = Field(
-        default=None, description="Slot of the act (informable, requestable or booking)", pattern=NO_NUL
+    slot: Text | None = Field(default=None, description="Slot of the act (informable, requestable or booking)")
+    value: Text | None = Field(default=None, description="Value of an informed slot")
+    confidence: float = Field(
+        default=1.0, ge=0.0, le=1.0, allow_inf_nan=False, description="NLU confidence of the value"
     )
-    value: str | None = Field(default=None, description="Value of an informed slot", pattern=NO_NUL)
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0, description="NLU confidence of the value")
 
 
 class ConversationIn(BaseModel):
-    client_user_ref: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    client_user_ref: Text | None = Field(default=None, max_length=200)
     domain: str = "restaurant"
 
 
 class TurnIn(BaseModel):
-    text: str | None = Field(
-        default=None, description="The user's utterance; read by the NLU when no acts are sent", pattern=NO_NUL
+    """A user turn: text, structured acts, or both (the schema says so, the service checks it).
+
+    Text of only spaces is a turn the NLU understands nothing of, as any text it cannot read.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["acts"], "properties": {"acts": {"minItems": 1}}},
+            ]
+        }
     )
+
+    text: Text | None = Field(default=None, description="The user's utterance; read by the NLU when no acts are sent")
     acts: list[UserActIn] = Field(default_factory=list, description="Structured user acts (bypass the NLU)")
-    idempotency_key: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    idempotency_key: Text | None = Field(default=None, max_length=200)
 
 
 class EndIn(BaseModel):

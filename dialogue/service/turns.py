@@ -16,7 +16,9 @@ exercised, so that a conversation always moves forward:
   and a "yes" to it drops that constraint; with no such alternative it asks which to drop;
 - bookings: booking details accumulate over the turns (``state["booking"]``); the system books
   once every detail is known, and the booking (entity and details) is stored and returned;
-- closing: "no" to "anything else?" ends the conversation, as a goodbye does.
+- closing: "no" to "anything else?" ends the conversation, as a goodbye does;
+- the turn limit: the last turn a conversation may have (``SEGDIAL_MAX_TURNS``) is answered with
+  a goodbye that hands over (``Reply.handover``), and the conversation ends.
 """
 
 from __future__ import annotations
@@ -184,10 +186,12 @@ def take_turn(
     turn: ParsedTurn,
     register: float,
     handover_after: int = 0,
+    final_turn: bool = False,
 ) -> Reply:
     """Apply the user's turn (``register``: 0 terse, 0.5 plain, 1 chatty) and let the policy answer.
 
     ``handover_after``: turns in a row not understood before the reply asks for a person (0: never).
+    ``final_turn``: the conversation's last allowed turn; the reply says goodbye and hands over.
     """
     rules = {**_RULE_STATE, **{k: stored[k] for k in _RULE_STATE if k in stored}}
     tracker = DialogueState.from_dict(domain, max_turns, stored["tracker"])
@@ -233,6 +237,9 @@ def take_turn(
             guarded = True
         if guarded and act == SystemAct.BYE:
             handover = handover or "the dialogue is stuck"
+        if final_turn and act != SystemAct.BYE:
+            act = int(SystemAct.BYE)
+            handover = handover or f"the conversation reached its limit of {max_turns} turns"
     target = tracker.target_slot(act)
     kb_count = tracker.kb_count()
     offer: dict[str, Any] | None = None

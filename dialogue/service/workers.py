@@ -71,15 +71,29 @@ def listening_sockets(port: int) -> list[int]:
 
 
 def _worker(host: str, port: int, log_level: str) -> None:
-    """One worker process: its own socket, the app from the SEGDIAL_* environment, uvicorn's server."""
+    """One worker process: its own socket, the app from the SEGDIAL_* environment, uvicorn's server.
+
+    The service layer is opened before uvicorn starts, so that a bad setting is one line on stderr
+    (and the exit status of a failed start), not uvicorn's traceback.
+    """
     import uvicorn
+
+    from dialogue.service.app import create_app
+    from dialogue.service.conversations import OPEN_ERRORS, Runtime, first_line
+    from dialogue.service.settings import Settings
 
     try:
         sock = reuse_port_socket(host, port)
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, log_level=log_level)
+    settings = Settings()
+    try:
+        runtime = Runtime.open(settings)
+    except OPEN_ERRORS as e:
+        print(f"error: cannot start segdial: {first_line(e)}", file=sys.stderr)
+        sys.exit(STARTUP_FAILURE)
+    config = uvicorn.Config(create_app(settings, runtime=runtime), host=host, port=port, log_level=log_level)
     config.configure_logging()
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -96,8 +96,36 @@ def test_bad_requests_are_clear_4xx(logged: tuple[TestClient, dict[str, str]]) -
     client, keys = logged
     assert client.get("/v1/analytics/segments").status_code == 401
     assert get(client, "sdk_wrong", "segments").status_code == 401
-    empty = get(client, keys["bot"], "segments", since="2025-02-01", until="2025-01-01")
-    assert empty.status_code == 422 and "window is empty" in empty.json()["detail"]
     assert get(client, keys["bot"], "report", since="yesterday").status_code == 422
     assert get(client, keys["bot"], "segments", threshold=0).status_code == 422
     assert get(client, keys["bot"], "segments", threshold=1.5).status_code == 422
+
+
+def test_an_empty_window_is_an_empty_result(logged: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = logged
+    empty = get(client, keys["bot"], "segments", since="2025-02-01", until="2025-01-01")
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["overview"]["conversations"] == 0
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "0001-01-01T00:00:00+14:00",  # was an OverflowError: year 1 minus 14 hours
+        "9999-12-31T23:59:59-14:00",
+        "1899-12-31",
+        "3000-01-01",
+        "0.5",  # a bare number was read as a Unix time
+        "1700000000",
+        "2025-02-30",
+        "2025-01-01T24:00",
+    ],
+)
+def test_times_are_iso_8601_within_the_years_1900_to_2999(
+    bound: str, logged: tuple[TestClient, dict[str, str]]
+) -> None:
+    client, keys = logged
+    for name in ("since", "until"):
+        r = get(client, keys["bot"], "segments", **{name: bound})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"].count("\n") == 0 and "ISO 8601" in r.json()["detail"]

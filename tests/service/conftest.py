@@ -13,6 +13,7 @@ as fixtures from here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -235,6 +236,19 @@ class Api:
 def api(client: TestClient, make_key: Callable[[str], str], request: pytest.FixtureRequest) -> Api:
     """A client of the started app with a fresh key of its own."""
     return Api(client, make_key(f"test {request.node.name}"[:100]))
+
+
+@pytest.fixture
+def api_with(agent: Agent, database_url: str, make_key: Callable[[str], str]) -> Iterator[Callable[..., Api]]:
+    """``api_with(**settings)``: a client of a started app on ``database_url`` with those settings changed."""
+    with contextlib.ExitStack() as stack:
+
+        def make(**changes: Any) -> Api:
+            settings = make_settings(database_url).model_copy(update=changes)
+            client = stack.enter_context(TestClient(create_app(settings, agent=agent)))
+            return Api(client, make_key("settings under test"))
+
+        yield make
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ the next index. Every case runs on SQLite and on PostgreSQL (``database_url``).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,9 @@ from dialogue.service import db
 from dialogue.service.app import hash_key
 from dialogue.service.settings import Settings
 
-MAX_TEXT_CHARS: int = Settings.model_fields["max_text_chars"].default  # the apps under test use the default
+MAX_TEXT_CHARS: int = Settings.model_fields["max_text_chars"].default  # the apps under test use the defaults
+MAX_ACTS: int = Settings.model_fields["max_acts"].default
+MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
 
 GOOD = [{"act": "inform", "slot": "food", "value": "italian"}]
 
@@ -27,7 +30,6 @@ GOOD = [{"act": "inform", "slot": "food", "value": "italian"}]
 TURN_CASES: dict[str, tuple[Any, int, str]] = {
     "malformed JSON": (b'{"acts": [{"act": "inform",', 422, "json"),
     "body not an object": ([GOOD], 422, ""),
-    "empty text": ({"text": "  \n ", "acts": GOOD}, 422, "text is empty"),
     "oversized text": ({"text": "x" * (MAX_TEXT_CHARS + 1), "acts": GOOD}, 422, f"longer than {MAX_TEXT_CHARS}"),
     "neither text nor acts": ({"acts": [], "idempotency_key": "k"}, 422, "needs text, structured acts, or both"),
     "unknown act type": ({"acts": [{"act": "dance"}]}, 422, "unknown act type 'dance'"),
@@ -43,13 +45,39 @@ TURN_CASES: dict[str, tuple[Any, int, str]] = {
     "negative confidence": ({"acts": [{**GOOD[0], "confidence": -0.1}]}, 422, "confidence"),
     "a good act then a bad one": ({"acts": [*GOOD, {"act": "dance"}]}, 422, "acts[1]"),
     "overlong idempotency key": ({"acts": GOOD, "idempotency_key": "k" * 201}, 422, "idempotency_key"),
+    # Input JSON cannot encode back: the 422 must describe it without echoing it (once a 500).
+    "a surrogate in the text": ({"text": "\ud800", "acts": GOOD}, 422, "unicode"),
+    "a surrogate in a value": ({"acts": [{**GOOD[0], "value": "ital\udfffian"}]}, 422, "unicode"),
+    "a surrogate in a slot": ({"acts": [{**GOOD[0], "slot": "\ud800"}]}, 422, "unicode"),
+    "a surrogate in the idempotency key": ({"acts": GOOD, "idempotency_key": "k\ud800"}, 422, "unicode"),
+    "NaN confidence": (
+        b'{"acts": [{"act": "inform", "slot": "food", "value": "italian", "confidence": NaN}]}',
+        422,
+        "finite",
+    ),
+    "Infinity confidence": (b'{"acts": [{"act": "inform", "slot": "food", "confidence": Infinity}]}', 422, "finite"),
+    "1e400 confidence": (
+        b'{"acts": [{"act": "inform", "slot": "food", "value": "italian", "confidence": 1e400}]}',
+        422,
+        "finite",
+    ),
+    "too many acts": ({"acts": GOOD * (MAX_ACTS + 1)}, 422, f"at most {MAX_ACTS} acts"),
 }
 
 
 def detail_text(response: Any) -> str:
+    """The error's detail: every error body is ``{"detail": "<one line>"}``."""
     assert response.headers["content-type"].startswith("application/json"), response.text
-    detail = response.json()["detail"]
-    return detail if isinstance(detail, str) else str(detail)
+    body = response.json()
+    assert set(body) == {"detail"} and isinstance(body["detail"], str), body
+    assert "\n" not in body["detail"] and len(body["detail"]) <= 300
+    return str(body["detail"])
+
+
+def post_json(api: Any, url: str, body: Any) -> Any:
+    """POST ``body`` as JSON with non-ASCII escaped (a lone surrogate goes as ``\\ud800``), or raw bytes."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return api.client.post(url, content=content, headers={**api.headers, "Content-Type": "application/json"})
 
 
 @pytest.fixture
@@ -72,10 +100,7 @@ def test_a_bad_turn_gets_a_4xx_and_changes_nothing(
     body, status, fragment = TURN_CASES[case]
     before = stored(conversation)
     url = f"/v1/conversations/{conversation}/turns"
-    if isinstance(body, bytes):
-        r = api.client.post(url, content=body, headers={**api.headers, "Content-Type": "application/json"})
-    else:
-        r = api.client.post(url, json=body, headers=api.headers)
+    r = post_json(api, url, body)
     assert r.status_code == status, r.text
     assert fragment.lower() in detail_text(r).lower()
     assert_unchanged_and_usable(api, stored, conversation, before)
@@ -106,14 +131,15 @@ def count_conversations(engine: Engine, key: str) -> int:
         ({"domain": "spaceport"}, "unknown domain 'spaceport'"),
         ({"domain": 7}, "domain"),
         ({"client_user_ref": "r" * 201}, "client_user_ref"),
+        ({"client_user_ref": "\udc80"}, "unicode"),
     ],
-    ids=["unknown domain", "domain not a string", "overlong client_user_ref"],
+    ids=["unknown domain", "domain not a string", "overlong client_user_ref", "a surrogate in client_user_ref"],
 )
 def test_a_bad_conversation_gets_422_and_is_not_created(
     body: dict[str, Any], fragment: str, api: Any, engine: Engine
 ) -> None:
     api.create()
-    r = api.client.post("/v1/conversations", json=body, headers=api.headers)
+    r = post_json(api, "/v1/conversations", body)
     assert r.status_code == 422, r.text
     assert fragment in detail_text(r)
     assert count_conversations(engine, api.key) == 1

@@ -42,7 +42,7 @@ class Racer:
         self._inside = False
         real = conversations.take_turn
 
-        def racing(*args: Any) -> Any:
+        def racing(*args: Any, **kwargs: Any) -> Any:
             self.computed += 1
             if not self._inside and (body := next(self.bodies, None)) is not None:
                 self._inside = True  # the racing turn itself computes without a racer
@@ -50,7 +50,7 @@ class Racer:
                     self.stored.append(self.runtime.user_turn(self.client_id, self.cid, body))
                 finally:
                     self._inside = False
-            return real(*args)
+            return real(*args, **kwargs)
 
         monkeypatch.setattr(conversations, "take_turn", racing)
 

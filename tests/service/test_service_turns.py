@@ -133,8 +133,10 @@ def test_the_same_idempotency_key_returns_the_stored_reply_and_stores_one_turn(a
     # A new key is a new turn; a late retry of the first still gets the first reply and changes nothing.
     north = [{"act": "inform", "slot": "area", "value": "north"}]
     assert api.turn(cid, north, idempotency_key="turn-2")["turn_index"] == 1
-    late = api.post_turn(cid, {**body, "acts": [{"act": "affirm"}]})  # same key, whatever the body now says
+    late = api.post_turn(cid, body)
     assert late.status_code == 200 and late.content == first.content
+    changed = api.post_turn(cid, {**body, "acts": [{"act": "affirm"}]})  # same key, another body: refused
+    assert changed.status_code == 422 and "different request body" in changed.json()["detail"]
     row = stored(cid)
     assert [t["idempotency_key"] for t in row["turns"]] == ["turn-1", "turn-2"] and row["turn_count"] == 2
     assert row["state"] != state  # it moved on with turn-2, not with the retries

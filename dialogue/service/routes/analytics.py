@@ -2,30 +2,34 @@
 
 Every route calls the same ``dialogue.analytics`` functions as ``segdial report``, so for the same
 window and the same conversations it returns the same numbers. A client sees only the
-conversations it created with its own API key. ``since``/``until`` are ISO 8601 times (UTC when
-no offset is given); conversations with ``since <= created_at < until`` count.
+conversations it created with its own API key. ``since``/``until`` are ISO 8601 times from 1900 to
+2999 (UTC when no offset is given; a bare number is not one); conversations with
+``since <= created_at < until`` count, so ``since >= until`` is an empty window with empty figures.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from dialogue import analytics
 from dialogue.service.deps import ClientDep, RuntimeDep
+from dialogue.service.errors import responses
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"])
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"], responses=responses(401, 422))
+# The pattern is documented; parse_time checks it (with a message that says what a time looks like).
+Time = Annotated[str | None, Query(max_length=40, json_schema_extra={"pattern": analytics.ISO_TIME_PATTERN})]
 
 
 def get_window(
     client: ClientDep,
-    since: Annotated[datetime | None, Query(description="Conversations created at or after this time")] = None,
-    until: Annotated[datetime | None, Query(description="Conversations created before this time")] = None,
+    since: Annotated[Time, Query(description="Conversations created at or after this ISO 8601 time")] = None,
+    until: Annotated[Time, Query(description="Conversations created before this ISO 8601 time")] = None,
 ) -> analytics.Window:
     try:
-        return analytics.Window(since, until, client_id=client.id())
+        bounds = [analytics.parse_time(t) if t is not None else None for t in (since, until)]
+        return analytics.Window(bounds[0], bounds[1], client_id=client.id())
     except ValueError as e:
         raise HTTPException(422, str(e)) from e
 

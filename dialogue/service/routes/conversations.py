@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query, Request, Response
 
 from dialogue.service.conversations import TurnResult
 from dialogue.service.deps import ClientDep, RuntimeDep, served
+from dialogue.service.errors import responses
 from dialogue.service.schemas import NO_NUL, ConversationIn, EndIn, ReplyOut, TurnIn
 
-router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+router = APIRouter(prefix="/v1/conversations", tags=["conversations"], responses=responses(401, 413, 422))
 
 
 @router.post("", status_code=201)
@@ -36,12 +37,14 @@ def list_conversations(
     return {"conversations": runtime.conversations_of(client.id(), client_user_ref, open_only=open_only, limit=limit)}
 
 
-@router.post("/{conversation_id}/turns", response_model=ReplyOut)
+@router.post("/{conversation_id}/turns", response_model=ReplyOut, responses=responses(404, 409))
 def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: RuntimeDep, request: Request) -> Response:
     """One user turn (text, structured acts, or both) -> the system's reply and the segment read-out.
 
     Structured acts bypass the NLU; text alone goes through it. The text is stored either way.
-    A retried request with the same ``idempotency_key`` returns the stored reply.
+    A retried request with the same ``idempotency_key`` and body returns the stored reply; the same
+    key with another body gets 422. The last turn the conversation may have (``SEGDIAL_MAX_TURNS``)
+    ends it with a handover; a turn after the end gets 409.
     """
     started = time.perf_counter()
     result: TurnResult = served(lambda: runtime.user_turn(client.id(), conversation_id, body))
@@ -56,13 +59,13 @@ def post_turn(conversation_id: str, body: TurnIn, client: ClientDep, runtime: Ru
     return Response(result.reply.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{conversation_id}")
+@router.get("/{conversation_id}", responses=responses(404))
 def get_conversation(conversation_id: str, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
     """The whole conversation with its turns."""
     return dict(served(lambda: runtime.conversation(client.id(), conversation_id)))
 
 
-@router.post("/{conversation_id}/end")
+@router.post("/{conversation_id}/end", responses=responses(404, 409))
 def end_conversation(conversation_id: str, body: EndIn, client: ClientDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Record the outcome (and an optional 1-5 rating) of a conversation."""
     return dict(served(lambda: runtime.end_conversation(client.id(), conversation_id, body.outcome, body.rating)))
