@@ -150,7 +150,7 @@ class SegmentDialogueEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
             booking_details=bool(turn.booking),
             register=register_of(style),
         )
-        info["turn"] = st.turn
+        info["turn"], info["action_mask"] = st.turn, st.action_mask()  # after the user's turn
         truncated = not terminated and st.turn >= self.max_turns
         self._done = terminated or truncated
         if self.render_mode == "ansi":

@@ -180,6 +180,22 @@ def test_info_after_a_step() -> None:
     assert len(info["nlu_informs"]) == len(info["user_informs"])
 
 
+def test_the_info_mask_is_the_one_after_the_users_answer() -> None:
+    """What the next act must obey (a policy reads ``info["action_mask"]``)."""
+    env = SegmentDialogueEnv(domain="restaurant")
+    _, info = env.reset(seed=3)
+    steps = 0
+    for act in (SystemAct.REQUEST_ALL, SystemAct.REQUEST_ONE, SystemAct.SUGGEST, SystemAct.CONFIRM, SystemAct.OFFER):
+        if info["action_mask"][act]:
+            _, _, terminated, _, info = env.step(act)
+            steps += 1
+            assert np.array_equal(info["action_mask"], env.state.action_mask())
+            assert info["turn"] == env.state.turn
+            if terminated:
+                break
+    assert steps >= 2
+
+
 def test_segment_option_and_segments_argument() -> None:
     env = SegmentDialogueEnv(segments=["casual"])
     for seed in range(5):
