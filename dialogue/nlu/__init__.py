@@ -54,6 +54,7 @@ __all__ = [
 REGISTERS = [0.0, 0.5, 1.0]  # terse, plain, chatty (the tracker's register feature)
 FORMAT = 2  # of the saved model (1: the act classifier over sentence embeddings)
 INTENT_MIN = 0.5  # an act type is read when its probability reaches this
+SPAN_MIN = 0.2  # a tagged span's act stands when its act type's probability reaches this
 FUZZY_MIN = 0.75
 EMBED_MIN = 0.55
 _ACT_ONLY = ("hello", "affirm", "negate", "dont_know", "confused", "ack", "book", "bye", "hangup")
@@ -121,6 +122,13 @@ class ValueLexicon:
         sims = self._vectors[slot] @ self.encoder.encode([text])[0]
         j = int(np.argmax(sims))
         return (slot, self.forms[slot][j][1], float(sims[j])) if sims[j] >= EMBED_MIN else None
+
+
+def _vaguer(first: str, second: str) -> bool:
+    """Whether a booking detail said first ("lunchtime", "tonight") is vaguer than one said after it
+    ("at 1", "half twelve"): the first has no number in it and the second has."""
+    number = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b", re.IGNORECASE)
+    return number.search(first) is None and number.search(second) is not None
 
 
 def _norm(text: str) -> str:
@@ -255,15 +263,23 @@ class NLU:
                 if slot in domain.requestable and not any(a.get("slot") == slot for a in acts):
                     acts.append({"act": "request", "slot": slot, "confidence": conf})
             elif kind in domain.booking:
-                detail = self._booking_value(domain, kind, words, now)
-                if detail is not None and not any(a.get("slot") == kind for a in acts):
-                    acts.append({"act": "book", "slot": kind, "value": detail, "confidence": conf})
-        negate = p["negate"] >= INTENT_MIN
-        for a in informs.values():
-            acts.append({**a, "act": "negate"} if negate and context.startswith("confirm") else a)
+                lead = re.search(r"(?:the )?day after $", text[:start].lower())
+                detail = self._booking_value(domain, kind, text[lead.start() if lead else start : end], now)
+                said = next((a for a in acts if a.get("slot") == kind), None)
+                if detail is None or (said is not None and not _vaguer(said["words"], words)):
+                    continue
+                if said is not None:  # "lunchtime, say half twelve": the clock time, not the meal's
+                    acts.remove(said)
+                acts.append({"act": "book", "slot": kind, "value": detail, "confidence": conf, "words": words})
+        for a in acts:
+            a.pop("words", None)
+        acts += informs.values()
+        # A tagged span stands only when the sentence head also sees its act type at all: a "tonight"
+        # or a "phone" in chit-chat is tagged, but the turn is no booking or request.
+        acts = [a for a in acts if p[a["act"]] >= SPAN_MIN]
         booked = any(a["act"] == "book" for a in acts)
         for name in _ACT_ONLY:
-            if p[name] < INTENT_MIN or (name == "book" and booked) or (name == "negate" and informs):
+            if p[name] < INTENT_MIN or (name == "book" and booked):
                 continue
             acts.append({"act": name, "confidence": p[name]})
         if not acts:
