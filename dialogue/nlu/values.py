@@ -31,7 +31,7 @@ _DAY_ABBREVIATIONS = {
     "thu": "thursday", "thur": "thursday", "thurs": "thursday", "fri": "friday", "sat": "saturday",
     "sun": "sunday",
 }  # fmt: skip
-_TODAY = re.compile(r"\b(today|tonight|tonite|this evening|this afternoon|this morning|now|later today)\b")
+_TODAY = re.compile(r"\b(today|tonight|tonite|this evening|this afternoon|this morning|later today)\b|(?<!for )\bnow\b")
 _TOMORROW = re.compile(r"\b(tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|tmrow|2moro|2morrow)\b")
 _HOUR_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
