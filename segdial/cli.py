@@ -729,7 +729,7 @@ app.add_typer(nlu_app, name="nlu")
 
 @nlu_app.command("train")
 def nlu_train(
-    turns: Annotated[int, typer.Option(help="Labelled paraphrase-grammar turns per domain for the tagger.")] = 15000,
+    turns: Annotated[int, typer.Option(help="Labelled paraphrase-grammar turns per domain for the tagger.")] = 12000,
     dialogues: Annotated[int, typer.Option(help="Simulated dialogues per domain for the register classifier.")] = 2000,
     epochs: Annotated[int, typer.Option(help="Passes of the tagger over its turns.")] = 4,
     out: Annotated[Path, typer.Option(help="Folder for the NLU artifact.")] = Path("models/nlu"),

@@ -38,9 +38,11 @@ _WANT = {
         "I'm trying to find", "could you possibly find me", "I'd be so grateful for", "my friends and I want",
         "I've been looking everywhere for", "I fancy", "we're in the mood for"),
 }  # fmt: skip
-_AFFIRM = {0: ("yes", "y", "yep", "yeah", "ya", "yup", "ok", "sure", "correct", "right", "yes pls"),
+_AFFIRM = {0: ("yes", "y", "yep", "yeah", "ya", "yup", "ok", "sure", "correct", "right", "yes pls", "gr8", "great",
+               "perfect", "lovely", "sounds good", "that'll do", "fine by me", "go on then"),
            1: ("Yes", "Yes, that's right", "That's correct", "Yeah", "Right", "Exactly", "Yes please",
-               "That's it", "Sounds good", "Perfect", "Great", "That works"),
+               "That's it", "Sounds good", "Perfect", "Great", "That works", "That'll do fine", "Lovely",
+               "That one sounds good", "Sounds perfect", "Brilliant", "Yes, that one", "That'll work"),
            2: ("yes, that's exactly it", "oh yes, that sounds lovely", "yeah that's perfect, thank you",
                "yes yes, spot on", "mm yes I think that's right", "that would be wonderful actually",
                "oh brilliant, yes")}  # fmt: skip
@@ -70,11 +72,13 @@ _BYE = {0: ("bye", "thx bye", "thanks bye", "cheers", "ta", "thats all", "done",
         2: ("thank you so much, that's really helpful, bye!", "no that's everything, cheers, have a good day",
             "lovely, that's all I needed, thanks a lot", "brilliant, you've been really helpful, bye for now",
             "nope, all sorted, thank you so much")}  # fmt: skip
-_HANGUP = {0: ("forget it", "useless", "never mind", "waste of time", "im done with this"),
+_HANGUP = {0: ("forget it", "useless", "never mind", "nvm", "waste of time", "im done with this", "give up"),
            1: ("This is taking too long. Bye.", "Forget it", "Never mind, I'll go elsewhere", "This is useless",
-               "I give up"),
+               "I give up", "Forget about it, I'll sort it myself", "I'll just use an app instead",
+               "Not worth it, bye"),
            2: ("ugh, never mind, I give up", "honestly this isn't working, I'll try somewhere else",
-               "forget it, this is far too complicated")}  # fmt: skip
+               "forget it, this is far too complicated",
+               "honestly I give up, nothing's working, I'll look elsewhere")}  # fmt: skip
 _BOOK = {0: ("book it", "book", "book pls", "reserve it", "book that", "book table", "go ahead"),
          1: ("Book it", "Can you book it?", "Please book it", "I'd like to book", "Could you make a reservation?",
              "Reserve a table please", "Go ahead and book it", "Let's book it", "Can I book?", "Make a booking"),
@@ -84,17 +88,34 @@ _ROOM_BOOK = ("book a room", "reserve a room", "book rooms", "book it", "make a 
 _TABLE_BOOK = ("book a table", "reserve a table", "get a table", "book it", "make a reservation", "book a spot")
 
 _REQUEST_WORDS = {
-    "phone": ("phone", "phone number", "number", "telephone", "contact number", "tel", "phone no", "digits"),
-    "address": ("address", "location", "street address", "exact address"),
+    "phone": (
+        "phone",
+        "phone number",
+        "number",
+        "telephone",
+        "contact number",
+        "tel",
+        "phone no",
+        "digits",
+        "num",
+        "tel no",
+        "ph",
+        "phone #",
+        "mobile number",
+    ),
+    "address": ("address", "location", "street address", "exact address", "addr", "full address"),
     "postcode": ("postcode", "post code", "postal code", "zip", "zip code", "postcode please"),
     "parking": ("parking", "car park", "parking space", "parking facilities"),
 }
 _REQUEST_QUESTIONS = {
     "address": ("where is it", "where's it located", "how do I get there", "where exactly is that",
-                "where is that place"),
+                "where is that place", "how do I find it", "whereabouts is it", "where do I go",
+                "what street is it on"),
     "parking": ("can I park there", "is there parking", "do they have parking", "can we park",
-                "is parking available", "is there somewhere to park"),
-    "phone": ("how can I call them", "how do I contact them"),
+                "is parking available", "is there somewhere to park", "somewhere to leave the car",
+                "can I bring the car", "is there a car park"),
+    "phone": ("how can I call them", "how do I contact them", "what number do I ring", "how do I ring them"),
+    "postcode": ("what's the postcode for the satnav", "postcode for the sat nav"),
 }  # fmt: skip
 _REQUEST_FRAMES = {
     0: ("{x}?", "{x} pls", "{x}", "and {x}?", "whats the {x}", "{x} please"),
@@ -115,7 +136,8 @@ _DONTCARE_SLOTLESS = {
     "area": ("anywhere", "anywhere is fine", "wherever", "wherever is fine really", "any part of town",
              "it doesn't matter where", "I don't mind where", "location doesn't matter", "anywhere in town"),
     "pricerange": ("price doesn't matter", "price is no object", "any price", "whatever it costs",
-                   "money is no object", "I don't mind what it costs", "any budget"),
+                   "money is no object", "I don't mind what it costs", "any budget",
+                   "money's not an issue", "cost isn't an issue", "budget's not a problem"),
     "food": ("any food", "any cuisine", "I'll eat anything", "not fussed about the food", "any type of food",
              "whatever food"),
     "stars": ("any star rating", "stars don't matter", "any number of stars", "I don't mind how many stars"),
@@ -153,6 +175,38 @@ _OOD = (
     "do you like pizza more than pasta", "my dog ate my homework", "what's trending", "translate this to french",
     "how far is the moon", "I just got a new job", "is this thing on", "k thx", "brb",
 )  # fmt: skip
+
+# Chit-chat that says booking-ish words (a day, a time, "phone", "hotel") and still asks for nothing.
+_OOD_FRAMES = (
+    "what's the weather like {when}", "is it going to rain {when}", "is the football on {when}",
+    "what's on telly {when}", "I've got work {when}, ugh", "are there any good films out {when}",
+    "can you book me a {transport} {when}", "what time does the {transport} leave {when}",
+    "sorry, my phone is about to die", "hang on, my phone is ringing", "sorry, someone's at the door",
+    "my {relative} used to work in a {place}", "my {relative} grabbed the phone, ignore that",
+    "do you know the address of the {other}", "what's the number for a {service}",
+    "I'm meeting my {relative} {when}, they're always late", "where's the nearest {other}",
+)  # fmt: skip
+_OOD_WORDS = {
+    "when": ("tonight", "tomorrow", "on saturday", "this weekend", "at 7", "next week", "today", "on friday"),
+    "transport": ("taxi", "train", "flight", "bus"),
+    "relative": ("grandad", "sister", "brother", "mum", "dad", "toddler", "friend", "cousin"),
+    "place": ("hotel", "restaurant", "pub", "kitchen", "bank", "shop"),
+    "other": ("train station", "post office", "hospital", "cinema", "cash machine", "pharmacy"),
+    "service": ("taxi", "plumber", "doctor", "locksmith"),
+}
+# Chatty padding about the occasion, with no act in it.
+_CHATTER = ("I'm visiting some friends", "we're in town for a conference", "it's my sister's birthday",
+            "we've had a really long day", "my parents are coming over from abroad", "it's my first time in the city",
+            "my colleague recommended asking you", "we've just moved here", "I've missed my last train",
+            "I just need a bed for the night, nothing more", "as long as it's clean I'm happy")  # fmt: skip
+# Asking about a slot one cannot answer ("what do you mean by pricerange?"): no value in it.
+_DONT_KNOW_SLOT = ("what {n} options are there?", "what are my options for {n}?", "no idea about the {n}, what is there?",
+                   "I've never thought about the {n}, what would you pick?", "which {n} would you suggest?",
+                   "dunno which {n}, what have you got?")  # fmt: skip
+_CONFUSED_SLOT = ("what do you mean by {n}?", "sorry, what's {n}?", "{n}? what do you mean", "I don't get what you mean by {n}",
+                  "sorry, I'm lost, what {n}?")  # fmt: skip
+_INSTEAD = ("is there a {v} one instead?", "how about {v} instead", "let's try {v} instead", "try {v} instead", "anything {v} instead?", "could we do {v} instead?", "what about {v}?",
+            "I'd prefer {v}", "have you got something {v}?")  # fmt: skip
 
 _ABBREVIATIONS = {"please": "pls", "people": "ppl", "tomorrow": "tmrw", "you": "u", "thanks": "thx",
                   "are": "r", "okay": "ok", "restaurant": "resto", "with": "w/",
@@ -261,21 +315,28 @@ class ParaphraseGrammar:
         if self.chance(0.5) and slot in _DONTCARE_SLOTLESS:
             b.add(self.styled(self.pick(_DONTCARE_SLOTLESS[slot]), register), f"dontcare:{slot}", "dontcare")
             return
-        name = self.pick(list(self.domain.slot_names.get(slot, (slot,))) or [slot])
-        if name == "where":
-            name = "area"
+        name = self.slot_name(slot)
         b.add(
             self.styled(self.pick(_DONTCARE_FRAMES[register]).format(n=name), register), f"dontcare:{slot}", "dontcare"
         )
 
-    def add_constraints(self, b: _Builder, informs: list[tuple[str, str]], register: int) -> None:
-        """One clause giving constraints, in the order given."""
-        lead = self.pick(_WANT[register])
-        if lead:
-            b.add(self.styled(lead, register))
+    def slot_name(self, slot: str) -> str:
+        """A word for the slot as people name it ("price range", "part of town")."""
+        name = self.pick(list(self.domain.slot_names.get(slot, (slot,))) or [slot])
+        return "area" if name == "where" else name
+
+    def add_constraints(self, b: _Builder, informs: list[tuple[str, str]], register: int, lead: bool = True) -> None:
+        """One clause giving constraints, in the order given (after a "looking for" when ``lead``)."""
+        want = self.pick(_WANT[register]) if lead else ""
+        if want:
+            b.add(self.styled(want, register))
             if register > 0 and self.chance(0.5):
                 b.add(self.pick(("a", "a nice", "some", "a good", "somewhere")))
         thing = self.domain.entity_type
+        # Where the entity's name is a value ("hotel" is a type of hotel), saying it informs.
+        named = next((s for s in self.domain.slots if thing in self.domain.values[self.domain.slots.index(s)]), None)
+        if named is not None and any(s == named for s, _ in informs):
+            named = None
         for i, (slot, value) in enumerate(informs):
             if i and register > 0:
                 b.add("and" if i == len(informs) - 1 and self.chance(0.6) else ",")
@@ -285,8 +346,12 @@ class ParaphraseGrammar:
                 self.add_dontcare(b, slot, register)
             else:
                 self.add_value(b, slot, value, register)
-            if i == 0 and register > 0 and self.chance(0.25):
-                b.add(self.styled(self.pick((thing, "place", f"{thing}s")), register))
+            if i == 0 and (register > 0 or named) and self.chance(0.25):
+                word = self.pick((thing, "place", f"{thing}s"))
+                if named is not None and word.startswith(thing):
+                    b.add(self.styled(word, register), named, thing)
+                else:
+                    b.add(self.styled(word, register))
 
     # -- booking phrases ----------------------------------------------------------------------
     def add_booking(self, b: _Builder, booking: dict[str, str], register: int, now: datetime) -> None:
@@ -319,6 +384,15 @@ class ParaphraseGrammar:
                 self.pick(("the two of us", "for two", "a couple", "me and my wife", "me and a friend")), "people", "2"
             )
             return
+        if n > 2 and self.chance(0.15):  # the speaker counts too
+            others = self.pick(("friends", "mates", "others", "colleagues", "more"))
+            frame = self.pick(("me and {x} {o}", "me + {x} {o}", "myself and {x} {o}", "me plus {x}"))
+            b.add(self.styled(frame.format(x=self.number(n - 1), o=others), register), "people", str(n))
+            return
+        if n == 2 and self.chance(0.1):
+            relative = self.pick(("daughter", "son", "partner", "wife", "husband", "friend", "mum", "boss"))
+            b.add(f"{self.pick(('just ', 'only ', ''))}me and my {relative}", "people", "2")
+            return
         x = self.number(n)
         noun = "room" if not self.restaurant else "table"
         frame = self.pick((f"{noun} for {{x}}", "{x} people", "for {x}", "{x} ppl", "{x} of us", "party of {x}",
@@ -333,6 +407,9 @@ class ParaphraseGrammar:
                 "day",
                 day,
             )
+            return
+        if day == WEEKDAYS[(now.weekday() + 2) % 7] and self.chance(0.15):
+            b.add(self.pick(("the day after tomorrow", "day after tomorrow")), "day", day)
             return
         if day == tomorrow and self.chance(0.5):
             b.add(self.styled(self.pick(("tomorrow", "tmrw", "tomorrow night", "tomorrow evening", "tmr")), register),
@@ -374,7 +451,11 @@ class ParaphraseGrammar:
             b.add(self.pick(("the weekend", "for the weekend", "a weekend")), "stay", "2")
             return
         x = self.number(n)
-        frame = "{x} night" if n == 1 else self.pick(("{x} nights", "for {x} nights", "{x} nts", "{x} night stay"))
+        frame = (
+            "{x} night"
+            if n == 1
+            else self.pick(("{x} nights", "for {x} nights", "{x} nts", "{x} night stay", "{x} nites"))
+        )
         b.add(self.styled(frame.format(x=x), register), "stay", str(n))
 
     # -- requests ----------------------------------------------------------------------------
@@ -403,8 +484,10 @@ class ParaphraseGrammar:
                              value if ctx == "confirm" else None)  # fmt: skip
         b = _Builder()
         intents: set[str] = set()
-        if self.chance(0.05):
-            b.add(self.styled(self.pick(_OOD), register))
+        if self.chance(0.07):
+            frame = self.pick(_OOD_FRAMES) if self.chance(0.5) else self.pick(_OOD)
+            words = {k: self.pick(v) for k, v in _OOD_WORDS.items()}
+            b.add(self.styled(frame.format(**words), register))
             return self._done(b, context, intents, register)
         if register == 2 and self.chance(0.5):
             b.add(self.pick(_FILLERS) + ",")
@@ -420,9 +503,14 @@ class ParaphraseGrammar:
                    "reqmore": self.pick(("bye", "negate", act))}.get(ctx, act)  # fmt: skip
             phrases = {"affirm": _AFFIRM, "negate": _NEGATE, "ack": _ACK, "dont_know": _DONT_KNOW,
                        "confused": _CONFUSED, "bye": _BYE, "hangup": _HANGUP, "book": _BOOK}[act]  # fmt: skip
-            b.add(self.styled(self.pick(phrases[register]), register))
+            if act in ("dont_know", "confused") and ctx in ("request", "suggest", "request_all") and self.chance(0.4):
+                asked = slot if ctx != "request_all" else self.pick(list(d.slots))
+                frame = self.pick(_DONT_KNOW_SLOT if act == "dont_know" else _CONFUSED_SLOT)
+                b.add(self.styled(frame.format(n=self.slot_name(asked)), register))
+            else:
+                b.add(self.styled(self.pick(phrases[register]), register))
             intents.add(act)
-            if act == "negate" and ctx == "reqmore" and self.chance(0.5):
+            if act == "negate" and ctx == "reqmore":
                 intents = {"bye"}  # "no thanks" to "anything else?" is a closing
             if act == "book" and self.chance(0.4):
                 self.add_booking(b, self._booking(), register, now)
@@ -439,11 +527,19 @@ class ParaphraseGrammar:
             if self.chance(0.2):
                 self._extra(b, intents, register, now)
             return self._done(b, context, intents, register)
-        if ctx == "confirm" and move == "correct":
+        if move == "correct":  # "no, make it Thai", "No thanks, is there a cheap one instead?"
             b.add(self.styled(self.pick(_NEGATE[register]), register) + self.pick((",", "", ".", " -")))
             other = [v for v in d.values[d.slots.index(slot)] if v != value] or [value]
-            b.add(self.pick(("make it", "I want", "I said", "it's", "", "I wanted", "actually")))
-            self.add_value(b, slot, self.pick(other), register)
+            if self.chance(0.3):  # the refused value, said but not meant: no span
+                b.add(f"not {self.styled(self.value_surface(slot, value), register)},")
+            if ctx == "confirm" or self.chance(0.4):
+                b.add(self.pick(("make it", "I want", "I said", "it's", "", "I wanted", "actually", "I meant")))
+                self.add_value(b, slot, self.pick(other), register)
+            else:
+                before, _, after = self.pick(_INSTEAD).partition("{v}")
+                b.add(self.styled(before.strip(), register))
+                self.add_value(b, slot, self.pick(other), register)
+                b.add(after.strip())
             intents |= {"negate", "inform"}
             return self._done(b, context, intents, register)
         if ctx in ("confirm", "offer") and move == "yes_and":
@@ -452,6 +548,8 @@ class ParaphraseGrammar:
             self._extra(b, intents, register, now, allow_inform=ctx == "confirm")
             return self._done(b, context, intents, register)
         if ctx == "ask_booking" and move == "answer":
+            if register == 2 and self.chance(0.3):
+                b.add(self.pick(_CHATTER) + self.pick((", so", ".", " and")))
             self.add_booking(b, self._booking(), register, now)
             intents.add("book")
             return self._done(b, context, intents, register)
@@ -463,7 +561,22 @@ class ParaphraseGrammar:
             return self._done(b, context, intents, register)
         # Constraints, perhaps with booking details and a request ("cheap italian, table for 2 at 7").
         informs = self._informs()
-        self.add_constraints(b, informs, register)
+        if register == 2 and self.chance(0.25):
+            b.add(self.pick(_CHATTER) + self.pick((", so", ".", " and")))
+        if ctx in ("no_match", "offer") and self.chance(0.3):  # "how about Chinese instead?": no "no" in it
+            before, _, after = self.pick(_INSTEAD).partition("{v}")
+            b.add(self.styled(before.strip(), register))
+            self.add_value(b, slot, value, register)
+            b.add(after.strip())
+            intents.add("inform")
+            return self._done(b, context, intents, register)
+        if self.chance(0.1):  # "I'd like a table at a British place"
+            noun = "a table" if self.restaurant else "a room"
+            lead = self.pick(("I'd like {n} at", "can we get {n} at", "book us {n} at", "looking to book {n} at",
+                              "{n} at", "can I reserve {n} at"))  # fmt: skip
+            b.add(self.styled(lead.format(n=noun), register))
+            intents.add("book")
+        self.add_constraints(b, informs, register, lead="book" not in intents)
         intents.add("inform")
         if self.chance(0.3):
             self._extra(b, intents, register, now, allow_inform=False)
@@ -476,7 +589,8 @@ class ParaphraseGrammar:
             "request": {"answer": 0.7, "inform": 0.15, "short": 0.15},
             "suggest": {"answer": 0.7, "inform": 0.1, "short": 0.2},
             "confirm": {"short": 0.5, "correct": 0.3, "yes_and": 0.2},
-            "offer": {"short": 0.35, "yes_and": 0.25, "request": 0.2, "inform": 0.2},
+            "offer": {"short": 0.3, "yes_and": 0.25, "request": 0.2, "inform": 0.15, "correct": 0.1},
+            "no_match": {"inform": 0.85, "short": 0.15},
             "inform": {"short": 0.5, "request": 0.4, "inform": 0.1},
             "reqmore": {"short": 0.6, "request": 0.3, "inform": 0.1},
             "ask_booking": {"answer": 0.8, "short": 0.2},

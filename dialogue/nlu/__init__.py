@@ -54,6 +54,7 @@ __all__ = [
 REGISTERS = [0.0, 0.5, 1.0]  # terse, plain, chatty (the tracker's register feature)
 FORMAT = 2  # of the saved model (1: the act classifier over sentence embeddings)
 INTENT_MIN = 0.5  # an act type is read when its probability reaches this
+SPAN_MIN = 0.2  # a tagged span's act stands when its act type's probability reaches this
 FUZZY_MIN = 0.75
 EMBED_MIN = 0.55
 _ACT_ONLY = ("hello", "affirm", "negate", "dont_know", "confused", "ack", "book", "bye", "hangup")
@@ -121,6 +122,19 @@ class ValueLexicon:
         sims = self._vectors[slot] @ self.encoder.encode([text])[0]
         j = int(np.argmax(sims))
         return (slot, self.forms[slot][j][1], float(sims[j])) if sims[j] >= EMBED_MIN else None
+
+
+_SPECIFIC = {
+    "day": re.compile(r"\b(mon|tues?|wed(nes)?|thu(rs?)?|fri|sat(ur)?|sun)(day)?s?\b", re.IGNORECASE),
+    "other": re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b", re.IGNORECASE),
+}
+
+
+def _vaguer(kind: str, first: str, second: str) -> bool:
+    """Whether a booking detail said first ("lunchtime", "tonight") is vaguer than one of the same
+    kind said after it ("at 1", "next tuesday"): only the second names a number (a weekday)."""
+    specific = _SPECIFIC.get(kind, _SPECIFIC["other"])
+    return specific.search(first) is None and specific.search(second) is not None
 
 
 def _norm(text: str) -> str:
@@ -255,17 +269,30 @@ class NLU:
                 if slot in domain.requestable and not any(a.get("slot") == slot for a in acts):
                     acts.append({"act": "request", "slot": slot, "confidence": conf})
             elif kind in domain.booking:
-                detail = self._booking_value(domain, kind, words, now)
-                if detail is not None and not any(a.get("slot") == kind for a in acts):
-                    acts.append({"act": "book", "slot": kind, "value": detail, "confidence": conf})
-        negate = p["negate"] >= INTENT_MIN
-        for a in informs.values():
-            acts.append({**a, "act": "negate"} if negate and context.startswith("confirm") else a)
+                lead = re.search(r"(?:the )?day after $", text[:start].lower())
+                detail = self._booking_value(domain, kind, text[lead.start() if lead else start : end], now)
+                said = next((a for a in acts if a.get("slot") == kind), None)
+                if detail is None or (said is not None and not _vaguer(kind, said["words"], words)):
+                    continue
+                if said is not None:  # "lunchtime, say half twelve": the clock time, not the meal's
+                    acts.remove(said)
+                acts.append({"act": "book", "slot": kind, "value": detail, "confidence": conf, "words": words})
+        for a in acts:
+            a.pop("words", None)
+        acts += informs.values()
+        # A tagged span stands only when the sentence head also sees its act type at all: a "tonight"
+        # or a "phone" in chit-chat is tagged, but the turn is no booking or request.
+        # A correction ("no, north") informs: its value counts as the negation's.
+        acts = [a for a in acts if max(p[a["act"]], p["negate"] if a["act"] == "inform" else 0.0) >= SPAN_MIN]
         booked = any(a["act"] == "book" for a in acts)
         for name in _ACT_ONLY:
-            if p[name] < INTENT_MIN or (name == "book" and booked) or (name == "negate" and informs):
+            if p[name] < INTENT_MIN or (name == "book" and booked):
                 continue
             acts.append({"act": name, "confidence": p[name]})
+        asks_for_entity = re.search(rf"\b{re.escape(domain.entity_type)}s?\b", text.lower()) is not None
+        if not acts and p["inform"] >= INTENT_MIN and asks_for_entity and context in ("", "greet", "explain"):
+            # "Hello, I need a restaurant.": an opening that wants the entity but names no value yet
+            acts.append({"act": "hello", "confidence": p["inform"]})
         if not acts:
             return [], 1.0 - max(intents)
         return acts, float(min(a["confidence"] for a in acts))

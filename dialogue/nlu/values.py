@@ -19,13 +19,19 @@ NUMBER_WORDS = {
     "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
 }  # fmt: skip
 _ALONE = re.compile(r"\b(just me|only me|myself|me alone|alone|solo|on my own|by myself|1 person|one person)\b")
+_PAIR = re.compile(r"\b(us two|the two of us|me and (?:my|a) \w+|my \w+ and (?:i|me)|a couple)\b")
+_COMPANIONS = re.compile(
+    r"\b(?:me|myself|i)\s*(?:\+|and|&|plus|with)\s*(\d+|"
+    + "|".join(w for w in NUMBER_WORDS if w not in ("a", "an", "single", "couple", "pair"))
+    + r")\s+(?:friends|mates|others|colleagues|people|more|kids|guests|pals)\b"
+)
 _DURATIONS = {"weekend": 2, "fortnight": 14, "week": 7}  # "weekend" before "week"
 _DAY_ABBREVIATIONS = {
     "mon": "monday", "tue": "tuesday", "tues": "tuesday", "wed": "wednesday", "weds": "wednesday",
     "thu": "thursday", "thur": "thursday", "thurs": "thursday", "fri": "friday", "sat": "saturday",
     "sun": "sunday",
 }  # fmt: skip
-_TODAY = re.compile(r"\b(today|tonight|tonite|this evening|this afternoon|this morning|now|later today)\b")
+_TODAY = re.compile(r"\b(today|tonight|tonite|this evening|this afternoon|this morning|later today)\b|(?<!for )\bnow\b")
 _TOMORROW = re.compile(r"\b(tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|tmrow|2moro|2morrow)\b")
 _HOUR_WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -36,9 +42,15 @@ _HOUR_WORDS = {
 def parse_count(text: str) -> int | None:
     """A party size or number of nights: "4 ppl", "for two", "just me", "a week", "the weekend"."""
     low = text.lower()
+    others = _COMPANIONS.search(low)
+    if others:  # "me + 3 friends", "me and three mates": the speaker counts too
+        n = others.group(1)
+        return (int(n) if n.isdigit() else NUMBER_WORDS[n]) + 1
     digits = re.search(r"\d+", low)
     if digits:
         return int(digits.group())
+    if _PAIR.search(low):
+        return 2
     if _ALONE.search(low):
         return 1
     for word, n in _DURATIONS.items():
@@ -50,8 +62,6 @@ def parse_count(text: str) -> int | None:
         return found[0]
     if any(w in ("a", "an", "one") for w in words) and re.search(r"\b(night|person|guest)\b", low):
         return 1
-    if re.search(r"\b(us two|the two of us|me and my|me and a|my partner and i|my wife and i|my husband and i)\b", low):
-        return 2
     return None
 
 
