@@ -16,7 +16,7 @@ same system act and slot three times in a row), handovers and turns not understo
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import numpy as np
 
 from dialogue.acts import SystemAct, UserAct, UserTurn
 from dialogue.domain import DONTCARE, Domain
-from dialogue.nlu import NLU, Reading
-from dialogue.service.turns import ParsedTurn, TurnError, new_state, parse_acts, prompt_context, take_turn
+from dialogue.nlu import NLU
+from dialogue.service.turns import ParsedTurn, new_state, parse_reading, prompt_context, take_turn
 from metarl_core.inference import Agent
 from simulators.env import SegmentDialogueEnv
 
@@ -47,17 +47,6 @@ class Outcome:
 def acts_of(turn: UserTurn, observed: list[tuple[int, int, float]], domain: Domain) -> ParsedTurn:
     """The act-level reading of a user turn: its act type and the values the simulated channel heard."""
     return ParsedTurn(turn.act, observed, False, {s: domain.booking_value(s, v) for s, v in turn.booking.items()})
-
-
-def parsed_of(reading: Reading, domain: Domain) -> tuple[ParsedTurn, float]:
-    """The service's view of an NLU reading (as ``Runtime.user_turn`` takes it): its acts through
-    ``parse_acts``, "confused" when nothing was understood or the acts would be refused."""
-    try:
-        parsed = parse_acts(domain, reading.acts or [{"act": "confused"}])
-    except TurnError:
-        parsed = parse_acts(domain, [{"act": "confused"}])
-        return replace(parsed, understood=False), reading.register
-    return replace(parsed, understood=reading.understood and bool(reading.acts)), reading.register
 
 
 def _code(domain: Domain, slot: str, value: str) -> int:
@@ -147,7 +136,9 @@ def play(
         now, live = live, []
         for (gen, env, _), reading in zip(now, readings, strict=True):
             try:
-                live.append((gen, env, gen.send(parsed_of(reading, domain))))
+                live.append(
+                    (gen, env, gen.send((parse_reading(domain, reading.acts, reading.understood), reading.register)))
+                )
             except StopIteration as done:
                 outcomes.append(done.value)
                 if progress is not None:

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -41,7 +41,16 @@ from dialogue.nlu import NLU, NLUError
 from dialogue.service import db
 from dialogue.service.schemas import OfferOut, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
-from dialogue.service.turns import ParsedTurn, Reply, TurnError, new_state, parse_acts, prompt_context, take_turn
+from dialogue.service.turns import (
+    ParsedTurn,
+    Reply,
+    TurnError,
+    new_state,
+    parse_acts,
+    parse_reading,
+    prompt_context,
+    take_turn,
+)
 from dialogue.tracker import ObservationLayout
 from metarl_core.inference import Agent, CheckpointError
 
@@ -311,7 +320,7 @@ class Runtime:
             register = self.nlu.register(body.text)
         read = {"id_": conversation_id, "client": client_id, "key": body.idempotency_key}
         conv = None
-        understood = True
+        understood: bool | None = None  # the NLU's reading of text alone (None: the client's acts)
         if not acts:  # text alone: the NLU needs the conversation's domain, and runs outside the turn lock
             conv = self._read_turn_state(read)
             if conv is not None and conv.reply is None and conv.ended_at is None:
@@ -336,7 +345,7 @@ class Runtime:
         acts: list[dict[str, Any]],
         register: float,
         started: float,
-        understood: bool = True,
+        understood: bool | None = None,
     ) -> TurnResult:
         """Compute the reply from the stored state (``conv``: already read, else read here) and store it
         if no other turn came first; else read again."""
@@ -360,9 +369,11 @@ class Runtime:
                     409, f"conversation {conversation_id} reached its limit of {self.settings.max_turns} turns"
                 )
             domain = load_domain(conv.domain)
-            if parsed is None:  # the acts' check does not depend on the state: once
+            if parsed is None and understood is not None:  # the NLU's reading, from text alone
+                parsed = parse_reading(domain, acts, understood)
+            elif parsed is None:  # the client's acts (checked once: the check does not depend on the state)
                 try:
-                    parsed = replace(parse_acts(domain, acts), understood=understood)
+                    parsed = parse_acts(domain, acts)
                 except TurnError as e:
                     raise ServiceError(422, str(e)) from e
             reply = take_turn(

@@ -23,7 +23,7 @@ exercised, so that a conversation always moves forward:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,18 @@ def parse_acts(domain: Domain, acts: list[dict[str, Any]]) -> ParsedTurn:
                     raise TurnError(f"acts[{i}]: {e}") from e
     act = next(a for a in _PRIORITY if a in kinds)
     return ParsedTurn(act, list(informs.values()), booking, values)
+
+
+def parse_reading(domain: Domain, acts: list[dict[str, Any]], understood: bool) -> ParsedTurn:
+    """The tracker's view of what the NLU read of a text turn. Nothing read, or acts the service
+    would refuse from a client (the NLU's mistake, not the user's), is heard as "confused" and not
+    understood."""
+    if acts:
+        try:
+            return replace(parse_acts(domain, acts), understood=understood)
+        except TurnError:
+            pass
+    return replace(parse_acts(domain, [{"act": "confused"}]), understood=False)
 
 
 @dataclass

@@ -175,3 +175,14 @@ def test_the_nlu_reads_a_turn_with_the_prompt_it_answers_as_context() -> None:
     assert prompt_context(DOMAIN, stored) == context_of("confirm", DOMAIN.slots[0], DOMAIN.value_name(0, 2))
     tracker["last_system_act"], stored["offer_count"] = int(SystemAct.OFFER), 3
     assert prompt_context(DOMAIN, stored) == context_of("offer")
+
+
+def test_a_reading_the_service_would_refuse_is_heard_as_not_understood() -> None:
+    from dialogue.acts import UserAct
+    from dialogue.service.turns import parse_reading
+
+    heard = parse_reading(DOMAIN, [{"act": "inform", "slot": "food", "value": "thai"}], True)
+    assert heard.act == UserAct.INFORM and heard.understood and heard.informs
+    for acts in ([], [{"act": "inform", "slot": "food", "value": "no such food"}], [{"act": "inform"}]):
+        heard = parse_reading(DOMAIN, acts, True)  # nothing read, or the NLU's own mistake: never a 422
+        assert heard.act == UserAct.CONFUSED and not heard.understood and not heard.informs
