@@ -64,13 +64,14 @@ Turn = tuple[npt.NDArray[np.float32], npt.NDArray[np.int8], bool]  # obs, mask, 
 
 def train_tiny(folder: Path) -> Path:
     """Train a tiny contextual policy with configs/tiny.toml's [train] values (one thread); returns the checkpoint."""
-    from metarl_core.ppo import TrainConfig, Trainer
+    from metarl_core.config import PPOConfig
+    from metarl_core.ppo import PPOTrainer
 
     # One training thread, like the measurement (the values of the network are tiny.toml's).
-    cfg = TrainConfig.from_dict({**tomllib.loads(TINY_CONFIG.read_text())["train"], "threads": 1})
+    cfg = PPOConfig.from_dict({**tomllib.loads(TINY_CONFIG.read_text())["train"], "threads": 1})
     print(f"no checkpoint at {DEFAULT_CHECKPOINT}: training a tiny one ({cfg.total_steps:,} steps, {TINY_CONFIG.name})")
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, folder / "run")
+    trainer = PPOTrainer(cfg, folder / "run")
     trainer.train()
     out = folder / "checkpoint"
     trainer.export(out, prototype_episodes=1000)
@@ -80,10 +81,10 @@ def train_tiny(folder: Path) -> Path:
 
 def default_size_agent(trained: Agent) -> Agent:
     """An untrained contextual agent with configs/default.toml's sizes and ``trained``'s spaces."""
+    from metarl_core.config import PPOConfig
     from metarl_core.networks import ActorCritic, NetworkSpec
-    from metarl_core.ppo import TrainConfig
 
-    cfg = TrainConfig.from_dict(tomllib.loads(DEFAULT_CONFIG.read_text())["train"])
+    cfg = PPOConfig.from_dict(tomllib.loads(DEFAULT_CONFIG.read_text())["train"])
     spec = NetworkSpec(
         obs_dim=trained.spec.obs_dim,
         n_actions=trained.spec.n_actions,

@@ -2,9 +2,10 @@
 
 A checkpoint is a folder with ``weights.safetensors`` (the network, no pickles) and ``card.json``:
 the format and version, the network spec, the environment id and keyword arguments, the
-observation and action spaces, the segment names and prototypes, the training configuration and
-the figures measured during training. ``load_checkpoint`` checks all of it and raises
-``CheckpointError`` with a message that names what is wrong.
+observation and action spaces, the segment names and prototypes, the learner and its training
+configuration, and the figures measured during training. ``load_checkpoint`` checks all of it (the
+configuration with the learner's own model, ``metarl_core.config``) and raises ``CheckpointError``
+with a message that names what is wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from metarl_core.config import ConfigError, card_config
 from metarl_core.networks import ActorCritic, NetworkSpec
 
 FORMAT = "segdial-policy"
@@ -42,6 +44,8 @@ class Card:
     prototypes: list[list[list[float]]] = field(default_factory=list)  # [turns][segment][latent]
     prototype_temperature: list[float] = field(default_factory=list)  # one per turn count
     config: dict[str, Any] = field(default_factory=dict)
+    learner: str | None = None
+    """The learner that wrote ``config`` (``metarl_core.config.CONFIGS``); None in cards from before cards named it."""
     training: dict[str, Any] = field(default_factory=dict)
     package_version: str = "0.1.0"
 
@@ -58,6 +62,7 @@ class Card:
             "prototypes": self.prototypes,
             "prototype_temperature": self.prototype_temperature,
             "config": self.config,
+            **({"learner": self.learner} if self.learner is not None else {}),
             "training": self.training,
         }
 
@@ -81,6 +86,7 @@ class Card:
                 prototypes=data.get("prototypes", []),
                 prototype_temperature=list(data.get("prototype_temperature", [])),
                 config=dict(data.get("config", {})),
+                learner=data.get("learner"),
                 training=dict(data.get("training", {})),
                 package_version=str(data.get("package_version", "")),
             )
@@ -88,6 +94,10 @@ class Card:
             raise CheckpointError(f"card is incomplete or malformed: {e}") from e
         if card.observation_shape != [network.obs_dim] or card.n_actions != network.n_actions:
             raise CheckpointError("card spaces do not agree with its network spec")
+        try:
+            card_config(card.config, card.learner)
+        except ConfigError as e:
+            raise CheckpointError(f"card config: {e}") from None
         _check_prototypes(card)
         return card
 

@@ -35,104 +35,103 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Self, cast, get_args
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
 from metarl_core.adaptation import evaluate_adaptation
+from metarl_core.config import (
+    CONFIGS,
+    ConfigError,
+    ConfigModel,
+    LearnerConfig,
+    LearnerName,
+    MAMLConfig,
+    PPOConfig,
+    PPOUpdateConfig,
+)
 from metarl_core.fewshot import How, fewshot_returns
 from metarl_core.inference import Agent
-from metarl_core.maml import MAMLConfig, MAMLTrainer
-from metarl_core.ppo import TrainConfig, Trainer
-from metarl_core.rl2 import RL2Config, RL2Trainer
-from metarl_core.sac import SACConfig, SACTrainer
+from metarl_core.learners import TRAINERS
 
 
 class Method(NamedTuple):
-    """How a method is trained and how it uses K earlier conversations."""
+    """How a method is trained (its learner, ``metarl_core.learners``) and how it uses K earlier conversations."""
 
-    config: type[TrainConfig]
-    trainer: type[Trainer]
+    learner: LearnerName
     variant: str
     fewshot: How
     label: str
 
+    @property
+    def config(self) -> type[LearnerConfig]:
+        return CONFIGS[self.learner]
+
 
 METHODS: dict[str, Method] = {
-    "contextual": Method(TrainConfig, Trainer, "contextual", "context", "contextual (belief, PPO)"),
-    "agnostic": Method(TrainConfig, Trainer, "agnostic", "gradient", "segment-agnostic (PPO)"),
-    "oracle": Method(TrainConfig, Trainer, "oracle", "none", "oracle (true user parameters)"),
-    "rl2": Method(RL2Config, RL2Trainer, "rl2", "context", "RL^2 (GRU, PPO)"),
-    "fomaml": Method(MAMLConfig, MAMLTrainer, "agnostic", "gradient", "FO-MAML"),
-    "contextual_sac": Method(SACConfig, SACTrainer, "contextual", "context", "contextual (belief, SAC: PEARL)"),
-    "agnostic_sac": Method(SACConfig, SACTrainer, "agnostic", "gradient", "segment-agnostic (SAC)"),
+    "contextual": Method("ppo", "contextual", "context", "contextual (belief, PPO)"),
+    "agnostic": Method("ppo", "agnostic", "gradient", "segment-agnostic (PPO)"),
+    "oracle": Method("ppo", "oracle", "none", "oracle (true user parameters)"),
+    "rl2": Method("rl2", "rl2", "context", "RL^2 (GRU, PPO)"),
+    "fomaml": Method("fomaml", "agnostic", "gradient", "FO-MAML"),
+    "contextual_sac": Method("sac", "contextual", "context", "contextual (belief, SAC: PEARL)"),
+    "agnostic_sac": Method("sac", "agnostic", "gradient", "segment-agnostic (SAC)"),
 }
+MethodName = Literal["contextual", "agnostic", "oracle", "rl2", "fomaml", "contextual_sac", "agnostic_sac"]
+"""The names of ``METHODS``, in its order (for config validation)."""
 CONTEXTUAL = ("contextual", "contextual_sac")
 """The contextual methods, each held to the sample-efficiency bars."""
 EVAL_SEED = 777  # the same users for every method and seed
 OTHER_FRACTIONS = (0.8, 0.95)  # further levels reported next to ``efficiency_fraction`` (no bar)
 
 
-@dataclass
-class CompareConfig:
+class CompareConfig(ConfigModel):
     """The comparison (a TOML file: these keys at the top, ``[train]``, ``[method.NAME]`` and a
     ``[quick]`` table that ``--quick`` lays over the rest)."""
 
-    budget_steps: int = 2_000_000
+    budget_steps: int = Field(2_000_000, gt=0)
     """Environment steps every method trains for."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    jobs: int = 2
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    methods: list[MethodName] = Field(default_factory=lambda: list(get_args(MethodName)))
+    jobs: int = Field(2, gt=0)
     """Worker processes (one job = one method and one seed)."""
-    held_out: list[str] = field(default_factory=list)
+    held_out: list[str] = Field(default_factory=list)
     """Task sets never trained on (evaluated within one conversation and few-shot)."""
-    eval_episodes: int = 2000
+    eval_episodes: int = Field(2000, gt=0)
     """Conversations per task set, within one conversation."""
-    fewshot_k: list[int] = field(default_factory=lambda: [0, 1, 5, 20])
-    fewshot_episodes: int = 1000
-    fewshot_trials: int = 20
+    fewshot_k: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 5, 20])
+    fewshot_episodes: int = Field(1000, gt=0)
+    fewshot_trials: int = Field(20, gt=0)
     """Independent sets of K conversations for gradient adaptation."""
-    finetune_lr: float = 0.1
+    finetune_lr: float = Field(0.1, gt=0)
     """Step size of fine-tuning the agnostic policy on K conversations (FO-MAML uses its own)."""
-    finetune_steps: int = 1
-    efficiency_fraction: float = 0.9
+    finetune_steps: int = Field(1, gt=0)
+    efficiency_fraction: float = Field(0.9, gt=0, le=1)
     task_kwarg: str = "segments"
     """Environment keyword that restricts it to one task set: ``{task_kwarg: [name]}``."""
     returning_user_kwarg: str = "conversations_per_user"
     """Environment keyword that makes a user return for that many conversations (few-shot's K
     earlier conversations are then the same user's); empty when the environment has none."""
-    train: dict[str, Any] = field(default_factory=dict)
-    """``TrainConfig`` fields shared by every method."""
-    method: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    """Config fields shared by every method (``metarl_core.config``)."""
+    method: dict[MethodName, dict[str, Any]] = Field(default_factory=dict)
     """Per method: fields of its own config (``[method.NAME]`` in TOML)."""
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CompareConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown comparison keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        cfg = cls(**data)
-        bad = [m for m in [*cfg.methods, *cfg.method] if m not in METHODS]
-        if bad:
-            raise ValueError(f"unknown method {bad[0]!r}; methods: {', '.join(METHODS)}")
-        if "oracle" not in cfg.methods:
+    @model_validator(mode="after")
+    def _every_method_can_train(self) -> Self:
+        if "oracle" not in self.methods:
             raise ValueError("the comparison needs the oracle (its return sets the sample-efficiency level)")
-        for name in ("budget_steps", "jobs", "eval_episodes", "fewshot_episodes", "fewshot_trials", "finetune_steps"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
-        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds):
-            raise ValueError(f"seeds must be distinct and at least one, got {cfg.seeds}")
-        if any(k < 0 for k in cfg.fewshot_k) or 0 not in cfg.fewshot_k:
-            raise ValueError(f"fewshot_k must include 0 and no negative K, got {cfg.fewshot_k}")
-        if not 0 < cfg.efficiency_fraction <= 1:
-            raise ValueError(f"efficiency_fraction must be in (0, 1], got {cfg.efficiency_fraction}")
-        for method in cfg.methods:  # every method's training config is valid before anything runs
-            cfg.train_config(method, cfg.seeds[0])
-        return cfg
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        if 0 not in self.fewshot_k:
+            raise ValueError(f"fewshot_k must include 0, got {self.fewshot_k}")
+        for method in self.methods:  # every method's training config is valid before anything runs
+            self.train_config(method, self.seeds[0])
+        return self
 
     @classmethod
     def from_toml(cls, raw: dict[str, Any], quick: bool = False) -> CompareConfig:
@@ -141,12 +140,17 @@ class CompareConfig:
         overlay = raw.pop("quick", {})
         return cls.from_dict(_merge(raw, overlay) if quick else raw)
 
-    def train_config(self, method: str, seed: int) -> TrainConfig:
+    def train_config(self, method: str, seed: int) -> LearnerConfig:
+        """The config ``method`` trains with for ``seed`` ([train] and [method.NAME] laid over each other)."""
         m = METHODS[method]
-        data = {**self.train, **self.method.get(method, {}), "seed": seed, "total_steps": self.budget_steps}
-        if "task_kwarg" in {f.name for f in fields(m.config)}:
+        own = cast(dict[str, dict[str, Any]], self.method).get(method, {})
+        data = {**self.train, **own, "seed": seed, "total_steps": self.budget_steps}
+        if "task_kwarg" in m.config.model_fields:
             data["task_kwarg"] = self.task_kwarg
-        return m.config.from_dict({**data, "variant": m.variant})
+        try:
+            return m.config.from_dict({**data, "variant": m.variant})
+        except ConfigError as e:
+            raise ConfigError(f"method {method}: {e}") from None
 
     @property
     def env_kwargs(self) -> dict[str, Any]:
@@ -194,7 +198,7 @@ def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int]
     torch.set_num_threads(1)
     tcfg = cfg.train_config(job.method, job.seed)
     result_path = out / "jobs" / f"{job.name}.json"
-    settings = {"train": asdict(tcfg), "measure": _measure_settings(cfg)}
+    settings = {"train": tcfg.model_dump(), "measure": _measure_settings(cfg)}
     if result_path.exists():
         done = json.loads(result_path.read_text())
         if done.get("settings") == settings:
@@ -202,7 +206,7 @@ def run_job(cfg: CompareConfig, job: Job, out: Path, report: Callable[[str, int]
                 report(job.name, tcfg.total_steps)
             return dict(done)
     started = time.time()
-    trainer = METHODS[job.method].trainer(tcfg, out / "runs" / job.name)
+    trainer = TRAINERS[METHODS[job.method].learner](tcfg, out / "runs" / job.name)
     start_path = out / "runs" / job.name / "start.json"  # the curve's first point: the untrained policy
     resumed = trainer.try_resume()
     if not resumed or not start_path.exists():
@@ -232,7 +236,7 @@ def _measure_settings(cfg: CompareConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in (*keys, "finetune_lr", "finetune_steps")}
 
 
-def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: TrainConfig) -> dict[str, Any]:
+def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: LearnerConfig) -> dict[str, Any]:
     """Within one conversation per task set, and few-shot on the held-out ones."""
     base = {k: v for k, v in tcfg.env_kwargs.items() if k != cfg.task_kwarg}
     names = [*cfg.held_in, *cfg.held_out]
@@ -251,6 +255,8 @@ def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: TrainConfig) ->
     lr, steps = cfg.finetune_lr, cfg.finetune_steps
     if isinstance(tcfg, MAMLConfig):
         lr, steps = tcfg.inner_lr, tcfg.inner_steps
+    # Fine-tuning is a policy-gradient step with GAE advantages: the learner's lambda, or PPO's for SAC.
+    gae_lambda = tcfg.gae_lambda if isinstance(tcfg, PPOUpdateConfig) else PPOConfig.model_fields["gae_lambda"].default
     fewshot = {
         n: fewshot_returns(
             agent,
@@ -264,7 +270,7 @@ def measure(cfg: CompareConfig, method: str, agent: Agent, tcfg: TrainConfig) ->
             inner_lr=lr,
             inner_steps=steps,
             gamma=tcfg.gamma,
-            gae_lambda=tcfg.gae_lambda,
+            gae_lambda=gae_lambda,
             returning_user_kwarg=cfg.returning_user_kwarg or None,
         )
         for n in cfg.held_out
@@ -408,7 +414,7 @@ def summarise(cfg: CompareConfig, results: list[dict], references: dict[str, Any
             "eval_wall_s": _mean_std([r["eval_wall_s"] for r in rs]),
         }
     summary = {
-        "config": asdict(cfg),
+        "config": cfg.model_dump(),
         "oracle_mix_return": oracle_return,
         "efficiency_level": level,
         "methods": methods,

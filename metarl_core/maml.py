@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -41,55 +40,15 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F  # noqa: N812
 
+from metarl_core.config import MAMLConfig
 from metarl_core.evaluation import make_vec, play
 from metarl_core.inference import Agent
 from metarl_core.networks import ActorCritic
-from metarl_core.ppo import TrainConfig, Trainer, gae
+from metarl_core.ppo import gae
+from metarl_core.trainer import Trainer
 
 Params = dict[str, torch.Tensor]
 PolicyFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass
-class MAMLConfig(TrainConfig):
-    """``TrainConfig`` for first-order MAML (``num_envs``/``rollout_steps`` are not used)."""
-
-    VARIANTS: ClassVar[tuple[str, ...]] = ("agnostic",)
-    POSITIVE: ClassVar[tuple[str, ...]] = (
-        *TrainConfig.POSITIVE,
-        "meta_batch",
-        "inner_conversations",
-        "outer_conversations",
-        "inner_steps",
-    )
-    SHAPED_REWARD: ClassVar[str] = "FO-MAML collects its own task rollouts (and adapts on the true reward in use)"
-
-    variant: str = "agnostic"
-    """The meta-learned policy sees the observation only."""
-    aux_coef: float = 0.0
-    num_envs: int = 8
-    """Dialogues of the environment the learner reads the spaces from (not used for training)."""
-    meta_batch: int = 24
-    """Task instances per meta-update (a multiple of the number of tasks and of ``minibatches``)."""
-    inner_conversations: int = 10
-    """Conversations the inner loop adapts on during meta-training."""
-    outer_conversations: int = 20
-    """Conversations of the adapted policy per instance for the outer loss."""
-    inner_lr: float = 0.1
-    """Step size of the inner policy-gradient steps (plain SGD)."""
-    inner_steps: int = 1
-    task_kwarg: str = "segments"
-    """Environment keyword that restricts it to one task: ``{task_kwarg: [task name]}``."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MAMLConfig:
-        cfg = super().from_dict(data)
-        assert isinstance(cfg, MAMLConfig)
-        if cfg.meta_batch % cfg.minibatches:
-            raise ValueError(f"meta_batch ({cfg.meta_batch}) must be a multiple of minibatches ({cfg.minibatches})")
-        if cfg.inner_lr <= 0:
-            raise ValueError(f"inner_lr must be positive, got {cfg.inner_lr}")
-        return cfg
 
 
 class Episodes(NamedTuple):
@@ -255,6 +214,7 @@ def collect_for_adaptation(model: ActorCritic, env_id: str, env_kwargs: dict[str
 class MAMLTrainer(Trainer):
     """First-order MAML with the core's loop, logging, evaluation, resume and export."""
 
+    CONFIG = MAMLConfig
     cfg: MAMLConfig
 
     def __init__(self, cfg: MAMLConfig, run_dir: str | Path) -> None:

@@ -9,10 +9,11 @@ where a new user starts), as the contextual belief is.
 At evaluation time the state can instead be carried across a returning user's conversations
 (``play(..., context_episodes=K)``), which is RL^2's few-shot setting.
 
-Training is the core's PPO (``metarl_core.ppo.Trainer``) with the recurrent state as the memory
-carried between steps: each update recomputes the states over the rollout's ``(T, B)`` sequences
-with the current GRU (truncated back-propagation through time at the rollout boundary, where the
-state carried in is a constant), exactly as the contextual learner recomputes its beliefs. A
+Training is the core's PPO (``metarl_core.ppo.PPOTrainer``; config ``metarl_core.config.RL2Config``)
+with the recurrent state as the memory carried between steps: each update recomputes the states
+over the rollout's ``(T, B)`` sequences with the current GRU (truncated back-propagation through
+time at the rollout boundary, where the state carried in is a constant), exactly as the
+contextual learner recomputes its beliefs. A
 dialogue is at most ``max_turns`` (20) turns, so a 32-step rollout holds most conversations whole.
 
 Returning users (``conversations_per_user = K > 1``, the core trainer's option for any memory):
@@ -33,34 +34,18 @@ carried state on the earlier simulator), and a sixth method would add a third to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from metarl_core.config import RL2Config
 from metarl_core.networks import NetworkSpec
-from metarl_core.ppo import Rollout, TrainConfig, Trainer
+from metarl_core.ppo import PPOTrainer, Rollout
 
 
-@dataclass
-class RL2Config(TrainConfig):
-    """``TrainConfig`` for RL^2 (same learner and budget fields)."""
-
-    VARIANTS: ClassVar[tuple[str, ...]] = ("rl2",)
-    POSITIVE: ClassVar[tuple[str, ...]] = (*TrainConfig.POSITIVE, "memory_dim")
-    SHAPED_REWARD: ClassVar[str] = "RL^2 reads the reward as an input, which would differ in use"
-
-    variant: str = "rl2"
-    memory_dim: int = 128
-    """Size of the GRU state."""
-    aux_coef: float = 0.0
-    """Unused: RL^2 has no auxiliary segment loss (it would be an oracle signal it was not given)."""
-
-
-class RL2Trainer(Trainer):
+class RL2Trainer(PPOTrainer):
     """PPO on the ``rl2`` policy; the memory carried between steps is (state, previous act, previous reward)."""
 
+    CONFIG = RL2Config
     cfg: RL2Config
 
     def _network_spec(self, task_dim: int) -> NetworkSpec:

@@ -29,7 +29,7 @@ One iteration collects ``rollout_steps`` turns in each of ``num_envs`` dialogues
 the policy; uniformly among the valid acts before ``learning_starts`` turns) and then takes
 ``gradient_steps`` gradient steps on ``batch_conversations`` conversations drawn from the buffer.
 The loop, logging, periodic evaluation, checkpoints and export are the core's
-(``metarl_core.ppo.Trainer``); a resumed run gets back the buffer with the networks.
+(``metarl_core.trainer.Trainer``); a resumed run gets back the buffer with the networks.
 
 Returning users (``conversations_per_user = K > 1``, the core trainer's option): the training
 environment keeps each user for K conversations and the belief restarts from the prior only for a
@@ -43,9 +43,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,64 +52,9 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from metarl_core.belief import factor_natural, kl_to_standard_normal, posterior
+from metarl_core.config import SACConfig
 from metarl_core.networks import MASKED_LOGIT
-from metarl_core.ppo import TrainConfig, Trainer
-
-
-@dataclass
-class SACConfig(TrainConfig):
-    """``TrainConfig`` for the soft actor-critic learner (variants contextual, agnostic, oracle)."""
-
-    POSITIVE: ClassVar[tuple[str, ...]] = (
-        *TrainConfig.POSITIVE,
-        "gradient_steps",
-        "batch_conversations",
-        "buffer_conversations",
-        "max_conversation_turns",
-    )
-
-    num_envs: int = 16
-    rollout_steps: int = 8
-    learning_rate: float = 3e-4
-    """Step size of the actor, the critics (with the encoder) and the temperature."""
-    anneal_lr: bool = False
-    gradient_steps: int = 8
-    """Gradient steps per iteration (``num_envs * rollout_steps`` turns collected)."""
-    batch_conversations: int = 64
-    """Conversations drawn from the buffer per gradient step."""
-    buffer_conversations: int = 20_000
-    """Capacity of the replay buffer, in conversations (the oldest are overwritten)."""
-    learning_starts: int = 2_000
-    """Turns collected with uniformly random valid acts before the first gradient step."""
-    max_conversation_turns: int = 20
-    """Longest conversation the buffer can hold (the environment's turn limit)."""
-    tau: float = 0.005
-    """Polyak step of the target critics."""
-    target_entropy_ratio: float = 0.3
-    """Target entropy as a fraction of the uniform policy's (log of the number of valid acts)."""
-    initial_alpha: float = 0.1
-    """Entropy temperature at the start (then tuned)."""
-    eval_every: int = 80
-    checkpoint_every: int = 400
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SACConfig:
-        cfg = super().from_dict(data)
-        assert isinstance(cfg, SACConfig)
-        if cfg.anneal_lr:
-            raise ValueError("anneal_lr is not supported by SAC (its step sizes stay constant)")
-        if cfg.buffer_conversations < cfg.conversations_per_user:
-            raise ValueError(
-                f"buffer_conversations ({cfg.buffer_conversations}) must hold at least one user's "
-                f"conversations_per_user ({cfg.conversations_per_user})"
-            )
-        if not 0 < cfg.tau <= 1:
-            raise ValueError(f"tau must be in (0, 1], got {cfg.tau}")
-        if not 0 <= cfg.target_entropy_ratio < 1:
-            raise ValueError(f"target_entropy_ratio must be in [0, 1), got {cfg.target_entropy_ratio}")
-        if cfg.initial_alpha <= 0:
-            raise ValueError(f"initial_alpha must be positive, got {cfg.initial_alpha}")
-        return cfg
+from metarl_core.trainer import Trainer
 
 
 def _relu_mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
@@ -185,6 +129,7 @@ class ReplayBuffer:
 class SACTrainer(Trainer):
     """Discrete SAC on the core's policy, with the core's loop, evaluation, resume and export."""
 
+    CONFIG = SACConfig
     cfg: SACConfig
 
     def __init__(self, cfg: SACConfig, run_dir: str | Path) -> None:

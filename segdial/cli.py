@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -152,13 +151,25 @@ def _progress(label: str, transient: bool = False) -> Progress:
     )
 
 
+def _check_environment(config: Path, key: str, env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Fail in one line when a config's environment cannot be made (an unknown segment or domain, a bad keyword)."""
+    import gymnasium
+
+    from metarl_core.evaluation import make_vec
+
+    try:
+        make_vec(env_id, 1, **env_kwargs).close()
+    except (gymnasium.error.Error, ImportError, TypeError, ValueError) as e:
+        fail(f"{config}: {key} = {json.dumps(env_kwargs)}: {str(e).strip().splitlines()[0]}")
+
+
 @app.command()
 def train(
     config: Annotated[
         Path,
         typer.Option(
-            help="TOML config (see configs/): \\[train] holds the learner's config fields, comparators lists "
-            "the variants trained beside it, learner is ppo (default) or sac."
+            help="TOML config (see configs/): \\[train] holds the learner's config fields "
+            "(metarl_core.config), comparators lists the variants trained beside it, learner is ppo (default) or sac."
         ),
     ] = Path("configs/default.toml"),
     out: Annotated[
@@ -167,7 +178,7 @@ def train(
     run_dir: Annotated[
         Path | None, typer.Option(help="Logs and resumable state (default: runs/<config name>).")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Override total_steps of every policy trained.")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Override total_steps of every policy trained.")] = None,
 ) -> None:
     """Train the policy of a config (and its comparators, same learner and budget).
 
@@ -175,34 +186,16 @@ def train(
     actor-critic with replay, metarl_core.sac). A killed run continues where it stopped when the
     same command is run again.
     """
-    from metarl_core.ppo import TrainConfig, Trainer
-    from metarl_core.sac import SACConfig, SACTrainer
+    from metarl_core.config import ConfigError, TrainFile
+    from metarl_core.learners import trainer_for
 
-    learners: dict[str, tuple[type[TrainConfig], type[Trainer]]] = {
-        "ppo": (TrainConfig, Trainer),
-        "sac": (SACConfig, SACTrainer),
-    }
     if not config.is_file():
         fail(f"no config file at {config}")
     try:
-        raw = tomllib.loads(config.read_text())
-        unknown = set(raw) - {"train", "comparators", "learner"}
-        if unknown:
-            fail(f"{config}: unknown keys {sorted(unknown)}; expected [train], comparators and learner")
-        learner = raw.get("learner", "ppo")
-        if learner not in learners:
-            fail(f"{config}: learner must be one of {', '.join(learners)}, got {learner!r}")
-        config_type, trainer_type = learners[learner]
-        base = dict(raw.get("train", {}))
-        if steps is not None:
-            if steps < 1:
-                fail(f"--steps must be positive, got {steps}")
-            base["total_steps"] = steps
-        cfg = config_type.from_dict(base)
-        comparators = list(raw.get("comparators", []))
-        comparator_configs = [config_type.from_dict({**base, "variant": v}) for v in comparators]
-    except (tomllib.TOMLDecodeError, ValueError, TypeError) as e:
+        cfg, *comparator_configs = TrainFile.read(config).configs(total_steps=steps)
+    except ConfigError as e:
         fail(f"{config}: {e}")
+    _check_environment(config, "[train] env_kwargs", cfg.env_id, cfg.env_kwargs)
     out = out or Path("models") / config.stem
     run_dir = run_dir or Path("runs") / config.stem
     jobs = [(cfg, out, run_dir / cfg.variant)]
@@ -210,7 +203,7 @@ def train(
         jobs.append((ccfg, out / "comparators" / ccfg.variant, run_dir / ccfg.variant))
     summary = []
     for jcfg, jout, jrun in jobs:
-        trainer = trainer_type(jcfg, jrun)
+        trainer = trainer_for(jcfg)(jcfg, jrun)
         try:
             resumed = trainer.try_resume()
         except ValueError as e:  # the run folder holds another configuration's run
@@ -492,7 +485,7 @@ def compare(
             "--json", help="Figures to write; NAME.md and two PNGs go next to it (default: OUT/compare.json)."
         ),
     ] = None,
-    jobs: Annotated[int | None, typer.Option(help="Worker processes (default: the config's).")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the config's).")] = None,
 ) -> None:
     """Compare meta-RL methods on the same users, one budget and the same seeds.
 
@@ -504,20 +497,22 @@ def compare(
     """
     from metarl_core.compare import CompareConfig, run_comparison
     from metarl_core.compare_report import markdown, write_outputs
+    from metarl_core.config import ConfigError, read_toml
 
     if not config.is_file():
         fail(f"no config file at {config}")
-    if jobs is not None and jobs < 1:
-        fail(f"--jobs must be positive, got {jobs}")
     try:
-        cfg = CompareConfig.from_toml(tomllib.loads(config.read_text()), quick=quick)
+        cfg = CompareConfig.from_toml(read_toml(config), quick=quick)
         cfg.jobs = jobs or cfg.jobs
-        unknown = [s for s in [*cfg.held_in, *cfg.held_out] if s not in PROFILES]
-        if unknown:
-            raise ValueError(f"unknown segment {unknown[0]!r}; known: {', '.join(PROFILES)}")
-        layout = ObservationLayout(load_domain(str(cfg.env_kwargs.get("domain", "restaurant"))).n_slots)
-    except (tomllib.TOMLDecodeError, ValueError, TypeError, DomainError) as e:
+    except ConfigError as e:
         fail(f"{config}: {e}")
+    first = cfg.train_config(cfg.methods[0], cfg.seeds[0])
+    _check_environment(config, "[train] env_kwargs", first.env_id, first.env_kwargs)
+    unknown = [s for s in cfg.held_out if s not in PROFILES]
+    if unknown:
+        known = ", ".join(PROFILES)
+        fail(f"{config}: held_out = {json.dumps(cfg.held_out)}: unknown segment {unknown[0]!r}; known: {known}")
+    layout = ObservationLayout(load_domain(str(cfg.env_kwargs.get("domain", "restaurant"))).n_slots)
     out = out or Path("runs") / ("compare-quick" if quick else "compare")
 
     def reference(policy: Policy) -> Any:

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_MODULES = {"metarl_core.ppo", "metarl_core.adaptation"}
+TRAINING_MODULES = {
+    "metarl_core.trainer",
+    "metarl_core.learners",
+    "metarl_core.ppo",
+    "metarl_core.sac",
+    "metarl_core.rl2",
+    "metarl_core.maml",
+    "metarl_core.compare",
+    "metarl_core.adaptation",
+}
 
 
 def imported_modules(package: str, root: Path = ROOT) -> dict[str, set[str]]:

@@ -26,8 +26,13 @@ def write_config(path: Path, text: str) -> Path:
 
 
 def tiny(extra_top: str = "", extra_train: str = "") -> str:
-    """configs/tiny.toml with lines added at the top level and in [train]."""
+    """configs/tiny.toml with lines added at the top level and in [train] (a [train] key it has is replaced)."""
     text = (CONFIGS / "tiny.toml").read_text()
+    lines = text.splitlines()
+    for line in extra_train.splitlines():
+        key = line.split("=")[0].strip()
+        lines = [old for old in lines if old.split("=")[0].strip() != key]
+    text = "\n".join(lines) + "\n"
     return text.replace("comparators = []", f"comparators = []\n{extra_top}").replace(
         "[train]\n", f"[train]\n{extra_train}\n", 1
     )
@@ -72,10 +77,15 @@ def test_learner_sac(segdial: Runner, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("top", "train", "fragments"),
     [
-        ('learner = "dqn"', "", ["learner must be one of ppo, sac", "'dqn'"]),
-        ("comparator = []", "", ["unknown keys ['comparator']"]),
-        ('learner = "sac"', "anneal_lr = true", ["anneal_lr is not supported by SAC"]),
-        ("", "gradient_steps = 4", ["unknown config keys: gradient_steps"]),  # a SAC field without the learner
+        ('learner = "dqn"', "", ["bad.toml: learner = \"dqn\": Input should be 'ppo' or 'sac'"]),
+        ("comparator = []", "", ["bad.toml: unknown key comparator (did you mean comparators?); known keys:"]),
+        ('learner = "sac"', "anneal_lr = true", ["[train] anneal_lr = true: Input should be False"]),
+        ("", "gradient_steps = 4", ["[train] unknown key gradient_steps; known keys: anneal_lr"]),  # a SAC field
+        ("", 'num_envs = "512"', ['[train] num_envs = "512": Input should be a valid integer']),
+        ("", 'learning_rate = "fast"', ['[train] learning_rate = "fast": Input should be a valid number']),
+        ("", "eval_episodes = -5", ["[train] eval_episodes = -5: Input should be greater than 0"]),
+        ("", 'variant = "pearl"', ["[train] variant = \"pearl\": Input should be 'contextual', 'agnostic' or"]),
+        ("", "seed = ", ["bad.toml: not valid TOML: "]),
     ],
 )
 def test_bad_configs_are_one_line_errors(
@@ -96,3 +106,23 @@ def test_a_run_folder_of_another_config_is_a_one_line_error(segdial: Runner, tmp
     assert tomllib.loads(other.read_text())["train"]["seed"] == 5
     code, _, err = segdial("train", "--config", str(other), *run)
     assert "holds a run with another configuration" in one_line_error(code, err)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        ('"casual"]', '"casual", "expert"]', ['env_kwargs = {"domain"', "unknown segment 'expert'", "known segments:"]),
+        ('domain = "restaurant"', 'domain = "mars"', ["unknown domain 'mars'", "restaurant"]),
+        ("max_turns = 20", "max_turns = 1", ["max_turns must be an integer >= 2, got 1"]),
+        ("max_turns = 20", "max_turn = 20", ["[train] env_kwargs = ", "unexpected keyword argument 'max_turn'"]),
+    ],
+)
+def test_an_environment_that_cannot_be_made_is_a_one_line_error(
+    segdial: Runner, tmp_path: Path, old: str, new: str, fragments: list[str]
+) -> None:
+    config = write_config(tmp_path / "env.toml", tiny().replace(old, new))
+    code, _, err = segdial("train", "--config", str(config), "--out", str(tmp_path / "m"))
+    line = one_line_error(code, err)
+    assert line.startswith(f"error: {config}: [train] env_kwargs = "), line
+    assert all(f in line for f in fragments), line
+    assert not (tmp_path / "m").exists()

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from metarl_core.checkpoint import Card
+from metarl_core.config import PPOConfig
 from metarl_core.evaluation import make_vec, play
 from metarl_core.inference import Agent
-from metarl_core.ppo import TrainConfig, Trainer
+from metarl_core.ppo import PPOTrainer
 from simulators.policies import RandomPolicy
 
 ENV_ID = "simulators:simulators/SegmentDialogue-v0"
@@ -51,18 +52,18 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def small_config(**overrides: Any) -> TrainConfig:
+def small_config(**overrides: Any) -> PPOConfig:
     """A training config that runs an update in a fraction of a second (validated by ``from_dict``)."""
-    return TrainConfig.from_dict({**SMALL, **overrides})
+    return PPOConfig.from_dict({**SMALL, **overrides})
 
 
 @pytest.fixture
-def make_config() -> Callable[..., TrainConfig]:
+def make_config() -> Callable[..., PPOConfig]:
     """``make_config(**overrides)``: see ``small_config``."""
     return small_config
 
 
-def assert_same_play(a: Agent, b: Agent, cfg: TrainConfig) -> None:
+def assert_same_play(a: Agent, b: Agent, cfg: PPOConfig) -> None:
     """``a`` and ``b`` play the same 64 dialogues alike, greedy and sampled (a save/load round trip)."""
     for deterministic in (True, False):
         ra, rb = (
@@ -73,7 +74,7 @@ def assert_same_play(a: Agent, b: Agent, cfg: TrainConfig) -> None:
 
 
 @pytest.fixture
-def same_play() -> Callable[[Agent, Agent, TrainConfig], None]:
+def same_play() -> Callable[[Agent, Agent, PPOConfig], None]:
     """``same_play(a, b, cfg)``: see ``assert_same_play``."""
     return assert_same_play
 
@@ -82,7 +83,7 @@ def same_play() -> Callable[[Agent, Agent, TrainConfig], None]:
 class Exported:
     """A policy trained for two updates and exported with ``Trainer.export``."""
 
-    trainer: Trainer
+    trainer: PPOTrainer
     path: Path
     card: Card
 
@@ -95,7 +96,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Export
     def get(variant: str) -> Exported:
         if variant not in cache:
             run = tmp_path_factory.mktemp(f"run-{variant}")
-            trainer = Trainer(small_config(variant=variant), run)
+            trainer = PPOTrainer(small_config(variant=variant), run)
             trainer.train(stop_after=2)
             assert trainer.update == 2
             card = trainer.export(run / "checkpoint", prototype_episodes=300, max_turns_id=4)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from metarl_core.checkpoint import CARD, FORMAT, FORMAT_VERSION, WEIGHTS, CheckpointError, load_checkpoint
 from metarl_core.inference import Agent
-from metarl_core.ppo import fit_prototypes
+from metarl_core.trainer import fit_prototypes
 
 VARIANTS = ("contextual", "agnostic", "oracle")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,9 @@ from dialogue.tracker import ObservationLayout
 from metarl_core import compare as cmp
 from metarl_core.compare import METHODS, CompareConfig, run_comparison, steps_to_reach
 from metarl_core.compare_report import markdown, write_outputs
-from metarl_core.ppo import Trainer
-from metarl_core.sac import SACConfig
+from metarl_core.config import SACConfig
+from metarl_core.ppo import PPOTrainer
+from metarl_core.trainer import Trainer
 from simulators.policies import make_policy
 from simulators.rollout import run_dialogues
 
@@ -131,7 +131,7 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
         pytest.fail("a finished job was trained again")
 
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(Trainer, "iteration", no_training)
+    monkey.setattr(PPOTrainer, "iteration", no_training)
     monkey.setattr(Trainer, "evaluate", no_training)
     try:
         again = run_comparison(cfg, tmp_path, {"compromise": compromise})
@@ -141,7 +141,7 @@ def test_every_method_is_trained_measured_and_reported(tmp_path: Path) -> None:
         before = json.loads(lost.read_text())
         lost.unlink()
         monkey.undo()
-        monkey.setattr(Trainer, "iteration", no_training)
+        monkey.setattr(PPOTrainer, "iteration", no_training)
         third = run_comparison(cfg, tmp_path, {"compromise": compromise})
     finally:
         monkey.undo()
@@ -210,17 +210,21 @@ def test_bars_compare_steps_with_the_contextual_method(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"budget": 5}, "unknown comparison keys: budget"),
-        ({"methods": ["contextual", "pearl", "oracle"]}, "unknown method 'pearl'"),
+        ({"budget": 5}, r"unknown key budget \(did you mean budget_steps\?\); known keys: budget_steps, efficiency"),
+        ({"methods": ["contextual", "pearl", "oracle"]}, "methods.1 = \"pearl\": Input should be 'contextual'"),
+        ({"method": {"pearl": {}}}, "method.pearl = \"pearl\": Input should be 'contextual'"),
         ({"methods": ["contextual", "agnostic"]}, "needs the oracle"),
         ({"seeds": [1, 1]}, "seeds must be distinct"),
-        ({"seeds": []}, "seeds must be distinct"),
+        ({"seeds": []}, r"seeds = \[\]: List should have at least 1 item"),
+        ({"seeds": ["0"]}, 'seeds.0 = "0": Input should be a valid integer'),
         ({"fewshot_k": [1, 5]}, "fewshot_k must include 0"),
-        ({"budget_steps": 0}, "budget_steps must be positive"),
-        ({"efficiency_fraction": 1.5}, "efficiency_fraction must be in"),
-        ({"method": {"rl2": {"memory_dim": 0}}}, "memory_dim must be positive"),
-        ({"method": {"fomaml": {"meta_batch": 5}}}, "meta_batch"),
-        ({"train": {**TRAIN, "learning_rat": 1.0}}, "unknown config keys: learning_rat"),
+        ({"fewshot_k": [0, -1]}, "fewshot_k.1 = -1: Input should be greater than or equal to 0"),
+        ({"budget_steps": 0}, "budget_steps = 0: Input should be greater than 0"),
+        ({"jobs": "2"}, 'jobs = "2": Input should be a valid integer'),
+        ({"efficiency_fraction": 1.5}, "efficiency_fraction = 1.5: Input should be less than or equal to 1"),
+        ({"method": {"rl2": {"memory_dim": 0}}}, "method rl2: memory_dim = 0: Input should be greater than 0"),
+        ({"method": {"fomaml": {"meta_batch": 5}}}, r"method fomaml: meta_batch \(5\) must be a multiple"),
+        ({"train": {**TRAIN, "learning_rat": 1.0}}, r"method contextual: unknown key learning_rat \(did you mean"),
     ],
 )
 def test_bad_configs_are_refused(change: dict[str, Any], message: str) -> None:
@@ -241,9 +245,15 @@ def test_quick_table_lays_over_the_config() -> None:
     [
         (None, [], "no config file at"),
         ("budget_steps = [", [], "compare.toml: "),
-        ("budget_steps = 10\nseeds = [0]\nmethods = ['oracle']\nheld_out = ['nobody']", [], "unknown segment 'nobody'"),
-        ("colour = 'blue'", [], "unknown comparison keys: colour"),
-        ("budget_steps = 10", ["--jobs", "0"], "--jobs must be positive"),
+        ("methods = ['oracle']\nheld_out = ['nobody']", [], 'held_out = ["nobody"]: unknown segment'),
+        ("colour = 'blue'", [], "compare.toml: unknown key colour; known keys: budget_steps"),
+        ("budget_steps = '10'", [], 'compare.toml: budget_steps = "10": Input should be a valid integer'),
+        (
+            "[train.env_kwargs]\nsegments = ['nobody']",
+            [],
+            '[train] env_kwargs = {"segments": ["nobody"]}: unknown segment',
+        ),
+        ("budget_steps = 10", ["--jobs", "0"], "'--jobs': Input should be greater than or equal to 1"),
     ],
 )
 def test_cli_errors_are_one_line(
@@ -276,6 +286,6 @@ def test_shipped_configs_parse() -> None:
         ppo = {m: c for m, c in steps.items() if m != "fomaml" and not isinstance(c, SACConfig)}
         assert {c.num_envs * c.rollout_steps for c in ppo.values()} == {4096} and len(ppo) == 4
         # The two SAC methods differ in what they infer, not in how they learn.
-        sac = [asdict(steps[m]) for m in ("contextual_sac", "agnostic_sac")]
+        sac = [steps[m].model_dump() for m in ("contextual_sac", "agnostic_sac")]
         differ = {k for k in sac[0] if sac[0][k] != sac[1][k]}
         assert differ <= {"variant", "aux_coef", "conversations_per_user"}, differ

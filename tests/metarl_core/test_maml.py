@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
+from metarl_core.config import MAMLConfig
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent
 from metarl_core.maml import (
     Episodes,
     InnerBatch,
-    MAMLConfig,
     MAMLTrainer,
     actor_parameters,
     adapt,
@@ -125,7 +124,7 @@ def bandit_or_uniform(obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 
 
 def small_maml(make_config: Callable[..., Any], **overrides: Any) -> MAMLConfig:
-    base = {k: v for k, v in asdict(make_config()).items() if k != "variant"} | {
+    base = {k: v for k, v in make_config().model_dump().items() if k != "variant"} | {
         "num_envs": 8,
         "meta_batch": 6,
         "minibatches": 2,
@@ -176,9 +175,9 @@ def test_trains_counts_its_turns_saves_loads_and_resumes(make_config: Callable[.
     [
         ({"meta_batch": 6, "minibatches": 4}, r"meta_batch \(6\) must be a multiple of minibatches \(4\)"),
         ({"meta_batch": 4, "minibatches": 2}, r"meta_batch \(4\) must be a multiple of the number of tasks \(3\)"),
-        ({"inner_lr": 0.0}, "inner_lr must be positive"),
-        ({"inner_steps": 0}, "inner_steps must be positive"),
-        ({"variant": "contextual"}, "variant must be agnostic"),
+        ({"inner_lr": 0.0}, "inner_lr = 0.0: Input should be greater than 0"),
+        ({"inner_steps": 0}, "inner_steps = 0: Input should be greater than 0"),
+        ({"variant": "contextual"}, "variant = \"contextual\": Input should be 'agnostic'"),
     ],
 )
 def test_config_errors(

@@ -15,20 +15,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from metarl_core.ppo import TrainConfig, Trainer
+from metarl_core.config import PPOConfig
+from metarl_core.ppo import PPOTrainer
 
 BATCH = 64 * 16  # turns per update of the small config
 
 
-def test_resume_continues_where_it_stopped(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_resume_continues_where_it_stopped(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     cfg = make_config(total_steps=4 * BATCH, checkpoint_every=1)
-    first = Trainer(cfg, tmp_path)
+    first = PPOTrainer(cfg, tmp_path)
     assert not first.try_resume(), "nothing to resume in an empty folder"
     first.train(stop_after=2)
     assert (first.update, first.global_step, first.n_updates) == (2, 2 * BATCH, 4)
     assert first.state_path.is_file()
 
-    second = Trainer(cfg, tmp_path)
+    second = PPOTrainer(cfg, tmp_path)
     assert second.update == 0
     assert second.try_resume()
     assert (second.update, second.global_step) == (2, 2 * BATCH)
@@ -53,19 +54,19 @@ def test_resume_continues_where_it_stopped(make_config: Callable[..., TrainConfi
     assert second.wall_time > first.wall_time
 
     # A finished run resumes as finished and trains no more.
-    third = Trainer(cfg, tmp_path)
+    third = PPOTrainer(cfg, tmp_path)
     assert third.try_resume()
     third.train(lambda step, scalars: pytest.fail("a finished run trained again"))
     assert (third.update, third.global_step) == (4, 4 * BATCH)
     assert third.history == second.history
 
 
-def test_resume_starts_from_the_last_checkpoint(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_resume_starts_from_the_last_checkpoint(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     cfg = make_config(total_steps=4 * BATCH, checkpoint_every=2)
-    first = Trainer(cfg, tmp_path)
+    first = PPOTrainer(cfg, tmp_path)
     first.train(stop_after=3)  # killed after update 3; the last checkpoint is at update 2
     assert first.update == 3
-    second = Trainer(cfg, tmp_path)
+    second = PPOTrainer(cfg, tmp_path)
     assert second.try_resume()
     assert (second.update, second.global_step) == (2, 2 * BATCH)
     second.train()
@@ -73,12 +74,12 @@ def test_resume_starts_from_the_last_checkpoint(make_config: Callable[..., Train
 
 
 def test_another_configuration_in_the_same_folder_is_refused(
-    make_config: Callable[..., TrainConfig], tmp_path: Path
+    make_config: Callable[..., PPOConfig], tmp_path: Path
 ) -> None:
-    first = Trainer(make_config(total_steps=4 * BATCH), tmp_path)
+    first = PPOTrainer(make_config(total_steps=4 * BATCH), tmp_path)
     first.train(stop_after=1)
     before = first.state_path.read_bytes()
     for other in (make_config(total_steps=4 * BATCH, learning_rate=0.01), make_config(total_steps=8 * BATCH)):
         with pytest.raises(ValueError, match="another configuration"):
-            Trainer(other, tmp_path).try_resume()
+            PPOTrainer(other, tmp_path).try_resume()
     assert first.state_path.read_bytes() == before

@@ -21,9 +21,10 @@ import pytest
 import torch
 
 from metarl_core.belief import streaming_posteriors
+from metarl_core.config import PPOConfig
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent
-from metarl_core.ppo import TrainConfig, Trainer
+from metarl_core.ppo import PPOTrainer
 from simulators.env import SUCCESS_REWARD, TURN_PENALTY
 from simulators.policies import RandomPolicy
 from simulators.profiles import TRAINING_SEGMENTS
@@ -35,9 +36,9 @@ RETURN_MARGIN = 8.0  # observed: trained ~10, random ~-3, untrained greedy -10..
 SUCCESS_MARGIN = 0.4  # observed: trained ~0.75-0.8, random ~0.03
 
 
-def test_tiny_training_run_learns(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_tiny_training_run_learns(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     cfg = make_config(total_steps=60_000, num_envs=128, learning_rate=3e-3, checkpoint_every=1000)
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = PPOTrainer(cfg, tmp_path / "run")
     untrained = play(trainer.agent(), cfg.env_id, cfg.env_kwargs, EVAL_DIALOGUES, seed=EVAL_SEED)
     trainer.train()
     assert trainer.update == trainer.n_updates == 60_000 // (128 * 16)
@@ -60,34 +61,34 @@ def test_tiny_training_run_learns(make_config: Callable[..., TrainConfig], tmp_p
     assert float(rec.returns.mean()) > rand["mean_return"] + RETURN_MARGIN
 
 
-def parameters(trainer: Trainer) -> dict[str, torch.Tensor]:
+def parameters(trainer: PPOTrainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def train_two_updates(cfg: TrainConfig, run_dir: Path) -> tuple[Trainer, dict[str, torch.Tensor]]:
-    trainer = Trainer(cfg, run_dir)
+def train_two_updates(cfg: PPOConfig, run_dir: Path) -> tuple[PPOTrainer, dict[str, torch.Tensor]]:
+    trainer = PPOTrainer(cfg, run_dir)
     trainer.train(stop_after=2)
     return trainer, parameters(trainer)
 
 
-def test_same_seed_gives_identical_parameters(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_same_seed_gives_identical_parameters(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     first, a = train_two_updates(make_config(seed=3), tmp_path / "a")
     second, b = train_two_updates(make_config(seed=3), tmp_path / "b")
     assert first.global_step == second.global_step == 2 * 1024
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    initial = parameters(Trainer(make_config(seed=3), tmp_path / "untrained"))
+    initial = parameters(PPOTrainer(make_config(seed=3), tmp_path / "untrained"))
     assert any(not torch.equal(a[k], initial[k]) for k in a), "training changed nothing: vacuous"
     _, c = train_two_updates(make_config(seed=4), tmp_path / "c")
     assert any(not torch.equal(a[k], c[k]) for k in a), "the seed has no effect"
 
 
-def test_same_seed_gives_identical_rollouts(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_same_seed_gives_identical_rollouts(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     """The first rollouts (actions, rewards, dialogue starts) of two same-seed trainers agree."""
     rollouts = []
     for name in ("a", "b"):
-        trainer = Trainer(make_config(seed=9), tmp_path / name)
+        trainer = PPOTrainer(make_config(seed=9), tmp_path / name)
         rollouts.append(trainer.collect())
     a, b = rollouts
     for field in ("obs", "actions", "rewards", "dones", "starts", "labels"):
@@ -99,29 +100,29 @@ def test_same_seed_gives_identical_rollouts(make_config: Callable[..., TrainConf
 # -- segment names with few parallel dialogues -----------------------------------------------------
 @pytest.mark.parametrize("listed", [True, False], ids=["segments-listed", "default-segments"])
 def test_segment_names_do_not_depend_on_the_first_reset(
-    make_config: Callable[..., TrainConfig], tmp_path: Path, listed: bool
+    make_config: Callable[..., PPOConfig], tmp_path: Path, listed: bool
 ) -> None:
     env_kwargs: dict[str, object] = {"domain": "restaurant"}
     if listed:
         env_kwargs["segments"] = list(TRAINING_SEGMENTS)
     # Seed 0 with 2 dialogues draws core and power at the first reset, not casual.
-    trainer = Trainer(make_config(num_envs=2, minibatches=1, seed=0, env_kwargs=env_kwargs), tmp_path)
+    trainer = PPOTrainer(make_config(num_envs=2, minibatches=1, seed=0, env_kwargs=env_kwargs), tmp_path)
     assert trainer.segment_names == list(TRAINING_SEGMENTS)
     assert trainer.spec.n_segments == len(TRAINING_SEGMENTS)
 
 
 def test_few_parallel_dialogues_train_with_the_default_segments(
-    make_config: Callable[..., TrainConfig], tmp_path: Path
+    make_config: Callable[..., PPOConfig], tmp_path: Path
 ) -> None:
     cfg = make_config(num_envs=2, minibatches=1, seed=0, env_kwargs={"domain": "restaurant"}, total_steps=64)
-    trainer = Trainer(cfg, tmp_path)
+    trainer = PPOTrainer(cfg, tmp_path)
     trainer.train()
     assert trainer.update == trainer.n_updates
 
 
-def test_carried_belief_restarts_only_for_a_new_user(make_config: Callable[..., TrainConfig], tmp_path: Path) -> None:
+def test_carried_belief_restarts_only_for_a_new_user(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     """Returning users: the contextual belief spans a user's conversations and restarts at a new user."""
-    trainer = Trainer(make_config(seed=3, conversations_per_user=3), tmp_path)
+    trainer = PPOTrainer(make_config(seed=3, conversations_per_user=3), tmp_path)
     assert trainer.cfg.carried
     r0 = trainer.collect()
     r = trainer.collect()
@@ -138,19 +139,17 @@ def test_carried_belief_restarts_only_for_a_new_user(make_config: Callable[..., 
 
 
 def test_per_conversation_belief_restarts_at_every_conversation(
-    make_config: Callable[..., TrainConfig], tmp_path: Path
+    make_config: Callable[..., PPOConfig], tmp_path: Path
 ) -> None:
-    trainer = Trainer(make_config(seed=3), tmp_path)
+    trainer = PPOTrainer(make_config(seed=3), tmp_path)
     r0 = trainer.collect()
     r = trainer.collect()
     assert torch.equal(r.starts, torch.cat([r0.dones[-1:], r.dones[:-1]]).bool())
 
 
-def test_keep_best_exports_the_best_evaluations_weights(
-    make_config: Callable[..., TrainConfig], tmp_path: Path
-) -> None:
+def test_keep_best_exports_the_best_evaluations_weights(make_config: Callable[..., PPOConfig], tmp_path: Path) -> None:
     cfg = make_config(seed=5, total_steps=6 * 1024, eval_every=1, eval_episodes=60, keep_best=True)
-    trainer = Trainer(cfg, tmp_path / "run")
+    trainer = PPOTrainer(cfg, tmp_path / "run")
     trainer.train()
     returns = [h["eval/mean_return"] for h in trainer.history]
     best = int(np.argmax(returns))
@@ -162,18 +161,18 @@ def test_keep_best_exports_the_best_evaluations_weights(
     for k, v in trainer.best["model"].items():
         assert torch.equal(exported[k], v), k
     # A resumed run keeps the best so far.
-    again = Trainer(cfg, tmp_path / "run")
+    again = PPOTrainer(cfg, tmp_path / "run")
     assert again.try_resume() and again.best is not None and again.best["step"] == trainer.best["step"]
 
 
 # -- success_bonus: a training-only shaping of the reward ------------------------------------------
 def test_success_bonus_is_added_to_successful_last_turns_only(
-    make_config: Callable[..., TrainConfig], tmp_path: Path
+    make_config: Callable[..., PPOConfig], tmp_path: Path
 ) -> None:
     """Same seed, bonus 0 and 7: the same dialogues are played (the reward does not steer a first
     rollout), and the trained-on rewards differ by exactly 7 on the turns that end in success
     (reward TURN_PENALTY + SUCCESS_REWARD) and nowhere else."""
-    plain, shaped = (Trainer(make_config(seed=4, success_bonus=b), tmp_path / str(b)).collect() for b in (0.0, 7.0))
+    plain, shaped = (PPOTrainer(make_config(seed=4, success_bonus=b), tmp_path / str(b)).collect() for b in (0.0, 7.0))
     assert torch.equal(plain.actions, shaped.actions)
     success = plain.rewards == TURN_PENALTY + SUCCESS_REWARD
     assert success.any() and bool((plain.dones[success] == 1).all())

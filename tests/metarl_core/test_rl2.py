@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,12 @@ import numpy as np
 import pytest
 import torch
 
+from metarl_core.config import RL2Config
 from metarl_core.evaluation import play
 from metarl_core.inference import Agent, RecurrentState
 from metarl_core.networks import ActorCritic, NetworkSpec
 from metarl_core.ppo import Rollout
-from metarl_core.rl2 import RL2Config, RL2Trainer
+from metarl_core.rl2 import RL2Trainer
 from simulators.policies import RandomPolicy
 from simulators.rollout import run_dialogues
 
@@ -38,7 +38,7 @@ SPEC = NetworkSpec(obs_dim=6, n_actions=4, variant="rl2", hidden=16, memory_dim=
 
 
 def small_rl2(make_config: Callable[..., Any], **overrides: Any) -> RL2Config:
-    base = {k: v for k, v in asdict(make_config()).items() if k != "variant"}
+    base = {k: v for k, v in make_config().model_dump().items() if k != "variant"}
     return RL2Config.from_dict(base | {"memory_dim": 16, **overrides})
 
 
@@ -168,9 +168,9 @@ def test_per_conversation_state_restarts_at_every_conversation(make_config: Call
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"conversations_per_user": 0}, "conversations_per_user must be"),
-        ({"variant": "contextual"}, "variant must be rl2, got 'contextual'"),
-        ({"memory_dim": 0}, "memory_dim must be"),
+        ({"conversations_per_user": 0}, "conversations_per_user = 0: Input should be greater than 0"),
+        ({"variant": "contextual"}, "variant = \"contextual\": Input should be 'rl2'"),
+        ({"memory_dim": 0}, "memory_dim = 0: Input should be greater than 0"),
     ],
 )
 def test_config_errors(overrides: dict[str, Any], message: str) -> None:
