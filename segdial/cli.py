@@ -1,7 +1,10 @@
 """The ``segdial`` command: one entry point for simulating, training, evaluating and serving.
 
-This module is the composition root: it wires the packages together and is the only place that
-turns a bad argument into a one-line message (``error: ...`` on stderr, exit code 2).
+This module is the composition root: it wires the packages together and turns what goes wrong
+into one line (``segdial.flags.fail``: ``error: ...`` on stderr, exit code 2 for bad input and 1
+for a failure outside); the flags of the service's settings are ``segdial.flags``'s. It is over
+450 lines because the NLU training procedure and the evaluation bars still live here (issue 18
+moves them to the packages that own them).
 """
 
 from __future__ import annotations
@@ -19,8 +22,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dialogue.domain import DomainError, available_domains, load_domain
+from dialogue.service.settings import Settings
 from dialogue.tracker import ObservationLayout
 from metarl_core.checkpoint import CheckpointError
+from segdial.flags import (
+    DatabaseOption,
+    LogLevelOption,
+    ModelOption,
+    NluOption,
+    bad_settings,
+    fail,
+    setting_option,
+    settings_from,
+)
 from simulators.policies import Policy, PolicyError, make_policy, reference_policy_names
 from simulators.profiles import HELD_OUT_SEGMENTS, PROFILES, TRAINING_SEGMENTS, ProfileError
 from simulators.rollout import run_dialogues, run_transcripts
@@ -50,12 +64,6 @@ def _root(
     ] = False,
 ) -> None:
     """segdial: a segment-adaptive dialogue policy and the simulated users it learns from."""
-
-
-def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _segments(spec: str) -> list[str]:
@@ -537,10 +545,9 @@ def compare(
 
 @app.command()
 def report(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Folder for report.html (self-contained) and figures.json.")],
-    db: Annotated[
-        str | None, typer.Option("--db", help="Database URL of the service's logs (default: SEGDIAL_DATABASE_URL).")
-    ] = None,
+    database_url: DatabaseOption = None,
     simulate: Annotated[
         Path | None,
         typer.Option(help="A checkpoint: play simulated users of its segments (true segment known) instead of logs."),
@@ -561,10 +568,10 @@ def report(
     seed: Annotated[int, typer.Option(help="With --simulate: random seed.")] = 0,
 ) -> None:
     """Segment-adaptation report from production logs (--db) or simulated users (--simulate CHECKPOINT)."""
-    from dialogue.service.settings import Settings
     from segdial import reporting
 
-    if db and simulate:
+    source = ctx.get_parameter_source("database_url")  # the flag, not SEGDIAL_DATABASE_URL, clashes with --simulate
+    if source is not None and source.name == "COMMANDLINE" and simulate:
         fail("use --db (production logs) or --simulate CHECKPOINT (simulated users), not both")
     if n < 1:
         fail(f"-n must be a positive number of conversations, got {n}")
@@ -588,11 +595,14 @@ def report(
             model = model or simulate
             what = f"{sim['conversations_per_segment']:,} simulated users per segment of {simulate} (seed {seed})"
         else:
-            url = db or Settings().database_url
-            model = model or (Settings().model_path if Settings().model_path.exists() else None)
+            settings = settings_from(database_url=database_url)
+            url = settings.database_url
+            model = model or (settings.model_path if settings.model_path.exists() else None)
             what = "Production logs"
         result = reporting.make_report(out, url, window, model=model, description=what, threshold=threshold, png=png)
-    except (reporting.ReportError, CheckpointError, ValueError) as e:
+    except reporting.ReportError as e:
+        fail(str(e), e.status)
+    except (CheckpointError, ValueError) as e:
         fail(str(e))
     figures = result.figures
     console.print(f"{figures['overview']['conversations']:,} conversations from {what}")
@@ -617,31 +627,31 @@ app.add_typer(keys_app, name="keys")
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Bring the database (SEGDIAL_DATABASE_URL, default SQLite segdial.db) to the newest schema."""
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Bring the database to the newest schema."""
     from dialogue.service import db
-    from dialogue.service.settings import Settings
+    from dialogue.service.startup import database_failure
 
-    url = Settings().database_url
+    url = settings_from(database_url=database_url).database_url
     try:
         db.upgrade(url)
-    except Exception as e:  # a database that cannot be reached: say so in one line
-        fail(f"could not upgrade {db.safe_url(url)}: {db.safe_error(e, url)}")
+    except Exception as e:  # a database that cannot be reached or used: say so in one line
+        failure = database_failure(e, url)
+        fail(f"could not upgrade: {failure}", failure.status)
     console.print(f"database at {db.safe_url(url)} is at revision {db.head_revision()}")
 
 
 @db_app.command("current")
-def db_current() -> None:
-    """Print the schema revision of the database (SEGDIAL_DATABASE_URL) and whether it is the newest."""
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Print the schema revision of the database and whether it is the newest (exit 1 if not)."""
     from dialogue.service import db
-    from dialogue.service.settings import Settings
 
-    url = Settings().database_url
-    engine = db.make_engine(url)
+    url = settings_from(database_url=database_url).database_url
+    engine = _engine(url)
     try:
         current = db.current_revision(engine)
     except Exception as e:  # unreachable: one line, no password
-        fail(f"could not read {db.safe_url(url)}: {db.safe_error(e, url)}")
+        _database_failed(e, url)
     finally:
         engine.dispose()
     head = db.head_revision()
@@ -651,30 +661,44 @@ def db_current() -> None:
         raise typer.Exit(1)
 
 
-def _keys_engine() -> Any:
-    """The engine of SEGDIAL_DATABASE_URL at the newest schema (an empty SQLite file is migrated)."""
-    from dialogue.service import db
-    from dialogue.service.settings import Settings
+def _database_failed(error: Exception, url: str) -> NoReturn:
+    from dialogue.service.startup import database_failure
 
-    url = Settings().database_url
-    engine = db.make_engine(url)
+    failure = database_failure(error, url)
+    fail(str(failure), failure.status)
+
+
+def _engine(url: str) -> Any:
+    """An engine on ``url`` (not connected yet), or a one-line error for a URL that cannot be used."""
+    from dialogue.service import db
+
+    try:
+        return db.make_engine(url)
+    except Exception as e:  # the URL or its driver
+        _database_failed(e, url)
+
+
+def _keys_engine(database_url: str | None) -> Any:
+    """The engine of the database at the newest schema (an empty SQLite file is migrated)."""
+    from dialogue.service import db
+
+    url = settings_from(database_url=database_url).database_url
+    engine = _engine(url)
     try:
         if url.startswith("sqlite") and db.current_revision(engine) is None:
             db.upgrade(url)
         db.check_schema(engine)
-    except db.SchemaError as e:
-        fail(str(e))
-    except Exception as e:  # unreachable: one line, no password
-        fail(f"could not reach {db.safe_url(url)}: {db.safe_error(e, url)}")
+    except Exception as e:  # unreachable or not migrated: one line, no password
+        _database_failed(e, url)
     return engine
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(database_url: DatabaseOption = None) -> None:
     """List the API keys: id, name, created, revoked (keys themselves are never stored)."""
     from dialogue.service import db
 
-    engine = _keys_engine()
+    engine = _keys_engine(database_url)
     with db.session_factory(engine)() as session:
         rows = session.query(db.ApiKey).order_by(db.ApiKey.id).all()
     table = Table(title=f"{len(rows)} API keys")
@@ -686,11 +710,14 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id of the key (see `segdial keys list`).")]) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID", help="The id of the key (see `segdial keys list`).")],
+    database_url: DatabaseOption = None,
+) -> None:
     """Revoke an API key: its next request gets 401."""
     from dialogue.service import db
 
-    engine = _keys_engine()
+    engine = _keys_engine(database_url)
     with db.session_factory(engine)() as session:
         row = session.get(db.ApiKey, key_id)
         if row is None:
@@ -703,7 +730,10 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The id of the key (s
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (a client name).")]) -> None:
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for (a client name).")],
+    database_url: DatabaseOption = None,
+) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from dialogue.service import db
     from dialogue.service.app import create_key
@@ -712,7 +742,7 @@ def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for (a 
         fail("the key needs a non-empty name")
     if len(name.strip()) > 100:
         fail("the key name must be at most 100 characters")
-    engine = _keys_engine()
+    engine = _keys_engine(database_url)
     with db.session_factory(engine)() as session:
         key = create_key(session, name.strip())
     print(key)
@@ -789,60 +819,99 @@ def nlu_train(
     )
 
 
+def _service(model: Path | None, nlu: Path | None, database_url: str | None, log_level: str | None) -> dict[str, Any]:
+    """The settings of the flags that ``serve`` and ``actions`` share."""
+    return {"model_path": model, "nlu_path": nlu, "database_url": database_url, "log_level": log_level}
+
+
 @app.command()
-def serve() -> None:
-    """Run the HTTP service (settings from SEGDIAL_* environment variables)."""
+def serve(
+    host: Annotated[str | None, setting_option("host", "Address to listen on (0.0.0.0 in a container).")] = None,
+    port: Annotated[int | None, setting_option("port", "Port to listen on (0: any free port).")] = None,
+    workers: Annotated[
+        int | None, setting_option("workers", "Worker processes, each with its own policy and NLU, on one port.")
+    ] = None,
+    model: ModelOption = None,
+    nlu: NluOption = None,
+    database_url: DatabaseOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run the HTTP service.
+
+    Every flag is also its SEGDIAL_* variable (shown with it), read from the environment or a .env
+    file in the working folder; the flag wins. The other settings (limits, threads, handover) are
+    variables only: SEGDIAL_MAX_TURNS, SEGDIAL_MAX_ACTS, SEGDIAL_MAX_TEXT_CHARS, SEGDIAL_MAX_BODY_BYTES,
+    SEGDIAL_METRICS_PUBLIC, SEGDIAL_HANDOVER_AFTER, SEGDIAL_TORCH_THREADS, SEGDIAL_WORKER_THREADS.
+    """
     import uvicorn
 
     from dialogue.service.app import create_app
-    from dialogue.service.conversations import OPEN_ERRORS, Runtime, first_line
-    from dialogue.service.settings import Settings
+    from dialogue.service.startup import OUTSIDE, StartupError, open_runtime
+    from dialogue.service.workers import serve_workers
 
-    settings = Settings()
-    if settings.workers < 1:
-        fail(f"SEGDIAL_WORKERS must be at least 1, got {settings.workers}")
+    settings = settings_from(host=host, port=port, workers=workers, **_service(model, nlu, database_url, log_level))
     if settings.workers == 1:
         # Opened here rather than in the app's lifespan, so that a bad setting is one line, not
         # uvicorn's traceback of the failed start-up.
         try:
-            runtime = Runtime.open(settings)
-        except OPEN_ERRORS as e:
-            fail(f"cannot start segdial: {first_line(e)}")
+            runtime = open_runtime(settings)
+        except StartupError as e:
+            fail(f"cannot start segdial: {e}", e.status)
         app = create_app(settings, runtime=runtime)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
         return
-    # Several processes, each building its own app from the same environment and accepting on a
-    # socket of its own, so that connections spread over the workers (dialogue.service.workers).
-    from dialogue.service.workers import serve_workers
-
+    # Several processes, each building its own app from these settings and accepting on a socket
+    # of its own, so that connections spread over the workers (dialogue.service.workers).
     try:
-        status = serve_workers(settings.workers, settings.host, settings.port, settings.log_level)
+        status = serve_workers(settings)
     except OSError as exc:
-        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", OUTSIDE)
     if status:
-        raise typer.Exit(2)  # a worker could not start: it said why in one line
+        raise typer.Exit(status)  # a worker could not start: it said why in one line
 
 
 @app.command()
 def actions(
-    port: Annotated[int, typer.Option(help="Port of the webhook (Rasa's endpoints.yml action_endpoint).")] = 5055,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    host: Annotated[
+        str | None, setting_option("actions_host", "Address to listen on (0.0.0.0 in a container).")
+    ] = None,
+    port: Annotated[
+        int | None, setting_option("actions_port", "Port of the webhook (Rasa's endpoints.yml action_endpoint).")
+    ] = None,
+    domain: Annotated[
+        str | None,
+        setting_option("rasa_domain", f"The segdial domain of the assistant: {', '.join(available_domains())}."),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        setting_option(
+            "api_url",
+            "Send turns to a running `segdial serve` at this URL, with the key in SEGDIAL_API_KEY, "
+            "instead of opening the policy in-process.",
+            "in-process",
+        ),
+    ] = None,
+    model: ModelOption = None,
+    nlu: NluOption = None,
+    database_url: DatabaseOption = None,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Run the Rasa action server: action_segdial_policy and action_segdial_end at POST /webhook.
 
-    In-process by default (the policy, NLU and database of SEGDIAL_* settings); with SEGDIAL_API_URL
-    and SEGDIAL_API_KEY set, turns go to a running `segdial serve` instead. SEGDIAL_RASA_DOMAIN picks
-    the domain (default restaurant).
+    In-process by default (the policy, NLU and database of these settings); with --api-url
+    (SEGDIAL_API_URL) and SEGDIAL_API_KEY, turns go to a running `segdial serve` instead. Every flag
+    is also its SEGDIAL_* variable, read from the environment or a .env file; the flag wins. Also
+    read: SEGDIAL_RASA_CLIENT, SEGDIAL_RASA_SEND_TEXT, SEGDIAL_API_TIMEOUT, SEGDIAL_WORKER_THREADS.
     """
-    from dialogue.rasa.server import ActionServerError, serve
-    from dialogue.service.settings import Settings
+    from dialogue.rasa.server import serve
+    from dialogue.service.startup import StartupError
 
-    if not 1 <= port <= 65535:
-        fail(f"--port must be between 1 and 65535, got {port}")
+    flags = _service(model, nlu, database_url, log_level)
+    settings = settings_from(actions_host=host, actions_port=port, rasa_domain=domain, api_url=api_url, **flags)
     try:
-        serve(host, port, Settings().log_level)
-    except ActionServerError as e:
-        fail(str(e))
+        serve(settings)
+    except StartupError as e:
+        fail(str(e), e.status)
 
 
 def main() -> None:
@@ -851,9 +920,10 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except pydantic.ValidationError as e:  # a SEGDIAL_* setting that does not parse
-        problems = "; ".join(f"SEGDIAL_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in e.errors())
-        print(f"error: bad setting: {problems}", file=sys.stderr)
+    except pydantic.ValidationError as e:
+        if e.title != Settings.__name__:  # not SEGDIAL_* settings read where no flag passed them: a bug
+            raise
+        print(f"error: {bad_settings(e)}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:
         message = getattr(e, "format_message", None)

@@ -39,6 +39,7 @@ from dialogue import analytics
 from dialogue.acts import SystemAct, UserAct
 from dialogue.report import write_report
 from dialogue.service import db
+from dialogue.service.startup import BAD_INPUT, OUTSIDE, database_failure
 from metarl_core.evaluation import make_vec
 from metarl_core.inference import Agent, CheckpointError
 from segdial.render import RenderError, RenderResult, render_page
@@ -222,7 +223,13 @@ def _rows(ep: _Episode, agent: Agent, client_id: int, created: datetime) -> tupl
 
 # -- the report -------------------------------------------------------------------------------
 class ReportError(ValueError):
-    """A report that cannot be made: bad window, unreadable database, bad checkpoint, bad page."""
+    """A report that cannot be made: bad window, unreadable database, bad checkpoint, bad page.
+
+    ``status`` is the exit status: 2 for bad input, 1 when the database cannot be reached or is not migrated."""
+
+    def __init__(self, message: str, status: int = BAD_INPUT) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -265,16 +272,19 @@ def open_database(url: str) -> Engine:
         engine = db.make_engine(url)
         revision = db.current_revision(engine)
     except (SQLAlchemyError, ImportError) as e:
-        raise ReportError(f"could not read {db.safe_url(url)}: {db.safe_error(e, url)}") from e
+        failure = database_failure(e, url)
+        raise ReportError(str(failure), failure.status) from e
     if revision is None:
         engine.dispose()
         shown = db.safe_url(url)
-        raise ReportError(f"{shown} has no segdial tables: run `segdial db upgrade` with SEGDIAL_DATABASE_URL={shown}")
+        raise ReportError(
+            f"{shown} has no segdial tables: run `segdial db upgrade` with SEGDIAL_DATABASE_URL={shown}", OUTSIDE
+        )
     try:
         db.check_schema(engine)
     except db.SchemaError as e:
         engine.dispose()
-        raise ReportError(str(e)) from e
+        raise ReportError(str(e), OUTSIDE) from e
     return engine
 
 

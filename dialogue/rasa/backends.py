@@ -14,38 +14,21 @@ one on the sender's next message.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import torch
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dialogue.domain import Domain, load_domain
+from dialogue.domain import Domain, DomainError, load_domain
 from dialogue.service.conversations import Runtime, ServiceError
 from dialogue.service.schemas import EndIn, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
+from dialogue.service.startup import BAD_INPUT, StartupError, open_runtime
 from dialogue.tracker import ObservationLayout
 
 T = TypeVar("T")
-
-
-class ActionSettings(BaseSettings):
-    """Settings of the action server (``SEGDIAL_*``; the in-process mode also reads the service's ``Settings``)."""
-
-    model_config = SettingsConfigDict(env_prefix="SEGDIAL_")
-
-    api_url: str | None = None  # HTTP mode: the segdial API's base URL, e.g. http://api:8000
-    api_key: str | None = None  # HTTP mode: an API key from `segdial keys create`
-    api_timeout: float = 10.0  # HTTP mode: seconds per request
-    rasa_domain: str = "restaurant"  # the segdial domain of the assistant's conversations
-    rasa_client: str = "rasa"  # in-process mode: the client name the conversations are stored under
-    # Send the user's words with the acts Rasa's intent and entities map to, so segdial reads the
-    # register (terse, plain, chatty) from them: one sentence-encoder pass per turn (about 7 ms on
-    # 2 CPU cores). False: acts only, the register taken as plain (unmapped messages still send text).
-    rasa_send_text: bool = True
 
 
 class BackendUnavailableError(RuntimeError):
@@ -57,7 +40,7 @@ class Backend(Protocol):
 
     domain: Domain
     max_text_chars: int  # the service's limit on a turn's text
-    send_text: bool  # words go with mapped acts (see ActionSettings.rasa_send_text)
+    send_text: bool  # words go with mapped acts (see Settings.rasa_send_text)
 
     async def start(self, sender_id: str) -> str: ...
 
@@ -198,31 +181,46 @@ async def end_conversation(backend: Backend, sender_id: str, known: str | None, 
     return conversation_id
 
 
-def open_backend(settings: ActionSettings | None = None, service: Settings | None = None) -> Backend:
-    """The backend the settings ask for (loads the policy and NLU in-process: a few seconds)."""
-    settings = settings or ActionSettings()
-    service = service or Settings()
-    domain = load_domain(settings.rasa_domain)
+def open_backend(settings: Settings) -> Backend:
+    """The backend the settings ask for (loads the policy and NLU in-process: a few seconds).
+
+    Raises StartupError (``dialogue.service.startup``) with a one-line reason when the settings do not work."""
+    try:
+        domain = load_domain(settings.rasa_domain)
+    except DomainError as e:
+        raise StartupError(f"SEGDIAL_RASA_DOMAIN: {e}", BAD_INPUT) from e
     if settings.api_url:
         if not settings.api_key:
-            raise BackendUnavailableError("SEGDIAL_API_URL is set but SEGDIAL_API_KEY is not: the API needs a key")
+            raise StartupError("SEGDIAL_API_URL is set but SEGDIAL_API_KEY is not: the API needs a key", BAD_INPUT)
         return HttpBackend(
             settings.api_url,
-            settings.api_key,
+            settings.api_key.get_secret_value(),
             domain,
             settings.api_timeout,
-            service.max_text_chars,
+            settings.max_text_chars,
             settings.rasa_send_text,
         )
-    torch.set_num_threads(service.torch_threads)
-    runtime = Runtime.open(service, serial_turns=True)  # threads that only run turns: see Runtime
+    torch.set_num_threads(settings.torch_threads)
+    runtime = open_runtime(settings, serial_turns=True)  # threads that only run turns: see Runtime
     if ObservationLayout(domain.n_slots).size != runtime.agent.spec.obs_dim:
         runtime.close()
-        raise BackendUnavailableError(f"the policy at {service.model_path} does not serve domain {domain.name!r}")
+        raise StartupError(f"the policy at {settings.model_path} does not serve domain {domain.name!r}", BAD_INPUT)
     return InProcessBackend(runtime, settings.rasa_client, domain, settings.rasa_send_text)
 
 
-@functools.cache
+class _Opened:
+    """The backend of this process (the actions are built by rasa-sdk without arguments)."""
+
+    backend: Backend | None = None
+
+
+def install_backend(settings: Settings) -> Backend:
+    """Open the backend of ``settings`` and make it the process's (``segdial actions`` does, before it listens)."""
+    _Opened.backend = open_backend(settings)
+    return _Opened.backend
+
+
 def backend() -> Backend:
-    """The process's backend, opened on first use (the actions are built by rasa-sdk without arguments)."""
-    return open_backend()
+    """The process's backend: the installed one, or opened on first use from the SEGDIAL_* settings
+    (rasa-sdk's own entry point, ``python -m rasa_sdk --actions dialogue.rasa_actions``)."""
+    return _Opened.backend or install_backend(Settings())

@@ -17,22 +17,18 @@ import zlib
 from collections.abc import Collection
 from typing import Any
 
-from pydantic import ValidationError
 from rasa_sdk.endpoint import create_app
 from rasa_sdk.executor import ActionExecutor
 from sanic import Sanic, response
 from sanic.exceptions import BadRequest
 from sanic.request import Request
 
-from dialogue.rasa.backends import BackendUnavailableError, backend
-from dialogue.service.conversations import OPEN_ERRORS, first_line
+from dialogue.rasa.backends import BackendUnavailableError, install_backend
+from dialogue.service.settings import Settings
+from dialogue.service.startup import OUTSIDE, StartupError
 
 ACTIONS_MODULE = "dialogue.rasa_actions"
 logger = logging.getLogger(__name__)
-
-
-class ActionServerError(RuntimeError):
-    """The action server cannot start; the message says why in one line."""
 
 
 def webhook_problem(call: Any, known_actions: Collection[str]) -> str | None:
@@ -96,26 +92,28 @@ def create_server(executor: ActionExecutor) -> Sanic:
     return app
 
 
-def prepare(actions_module: str = ACTIONS_MODULE) -> ActionExecutor:
+def prepare(settings: Settings, actions_module: str = ACTIONS_MODULE) -> ActionExecutor:
     """Open the backend (policy, NLU, database or API settings) and register the actions.
 
-    Raises ActionServerError with a one-line reason when the settings do not work.
+    Raises StartupError with a one-line reason and an exit status when the settings do not work.
     """
-    problems: tuple[type[Exception], ...] = (BackendUnavailableError, ValidationError, *OPEN_ERRORS)
     try:
-        backend()
-    except problems as e:
-        raise ActionServerError(f"cannot open segdial for the actions: {first_line(e)}") from e
+        install_backend(settings)
+    except StartupError as e:
+        raise StartupError(f"cannot open segdial for the actions: {e}", e.status) from e
     executor = ActionExecutor()
     executor.register_package(actions_module)
     return executor
 
 
-def serve(host: str, port: int, log_level: str = "warning") -> None:
-    """Run the action server in this process until it is stopped (SIGINT/SIGTERM)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_server(prepare())
+def serve(settings: Settings) -> None:
+    """Run the action server on ``settings.actions_host:actions_port`` until it is stopped (SIGINT/SIGTERM)."""
+    executor = prepare(settings)  # before logging is set up: a start-up failure is its one line only
+    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()  # uvicorn's trace: Python's debug
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_server(executor)
+    host, port = settings.actions_host, settings.actions_port
     try:
         app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
     except OSError as e:  # the port is taken, or the address is not this machine's
-        raise ActionServerError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror or e}", OUTSIDE) from e

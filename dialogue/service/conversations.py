@@ -33,11 +33,11 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dialogue.domain import DomainError, available_domains, load_domain
-from dialogue.nlu import NLU, NLUError
+from dialogue.nlu import NLU
 from dialogue.service import db
 from dialogue.service.schemas import OfferOut, ReplyOut, TurnIn
 from dialogue.service.settings import Settings
@@ -52,7 +52,7 @@ from dialogue.service.turns import (
     take_turn,
 )
 from dialogue.tracker import ObservationLayout
-from metarl_core.inference import Agent, CheckpointError
+from metarl_core.inference import Agent
 
 KEY_PREFIX = "sdk_"
 
@@ -92,24 +92,6 @@ _CLIENT_OF_KEY = select(db.ApiKey.id).where(db.ApiKey.key_hash == bindparam("has
 # How often a turn reads again after losing the race to a concurrent turn on its conversation
 # before it is refused with 409 (the client may retry with the same idempotency key).
 TURN_ATTEMPTS = 10
-
-
-# What opening a Runtime raises when its settings do not work (a bad model path, a corrupt
-# checkpoint, an unreachable database or an old schema), as opposed to a bug: reported in one line.
-OPEN_ERRORS: tuple[type[Exception], ...] = (
-    CheckpointError,
-    DomainError,
-    NLUError,
-    db.SchemaError,
-    SQLAlchemyError,
-    OSError,
-)
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message (its type's name when it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class ServiceError(Exception):

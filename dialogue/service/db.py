@@ -214,7 +214,7 @@ def safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy can parse: show no part of it that could hold a secret
-        return url.split("://", 1)[0] + "://..."
+        return url.split("://", 1)[0] + "://..." if "://" in url else "(not a URL)"
 
 
 def safe_error(error: BaseException, url: str) -> str:

@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
 import threading
 from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
+from typing import NoReturn
 
 from uvicorn.config import STARTUP_FAILURE  # the exit status of a worker that could not start
+
+from dialogue.service.settings import Settings
 
 APP = "dialogue.service.app:create_app"
 
@@ -70,43 +75,54 @@ def listening_sockets(port: int) -> list[int]:
     return tcp_sockets(port, "0A")
 
 
-def _worker(host: str, port: int, log_level: str) -> None:
-    """One worker process: its own socket, the app from the SEGDIAL_* environment, uvicorn's server.
+def _worker(settings: Settings, failure: Synchronized[int]) -> None:
+    """One worker process: its own socket, the app of ``settings``, uvicorn's server.
 
-    The service layer is opened before uvicorn starts, so that a bad setting is one line on stderr
-    (and the exit status of a failed start), not uvicorn's traceback.
+    The service layer is opened before uvicorn starts, so that a bad setting is one line on stderr,
+    said by the first worker that fails (``failure`` holds its exit status), not uvicorn's traceback.
     """
     import uvicorn
 
     from dialogue.service.app import create_app
-    from dialogue.service.conversations import OPEN_ERRORS, Runtime, first_line
-    from dialogue.service.settings import Settings
+    from dialogue.service.startup import OUTSIDE, StartupError, open_runtime
 
     try:
-        sock = reuse_port_socket(host, port)
+        sock = reuse_port_socket(settings.host, settings.port)
     except OSError as exc:
-        print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
-        sys.exit(STARTUP_FAILURE)
-    settings = Settings()
+        _could_not_start(failure, f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", OUTSIDE)
     try:
-        runtime = Runtime.open(settings)
-    except OPEN_ERRORS as e:
-        print(f"error: cannot start segdial: {first_line(e)}", file=sys.stderr)
-        sys.exit(STARTUP_FAILURE)
-    config = uvicorn.Config(create_app(settings, runtime=runtime), host=host, port=port, log_level=log_level)
+        runtime = open_runtime(settings)
+    except StartupError as e:
+        _could_not_start(failure, f"cannot start segdial: {e}", e.status)
+    config = uvicorn.Config(
+        create_app(settings, runtime=runtime), host=settings.host, port=settings.port, log_level=settings.log_level
+    )
     config.configure_logging()
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve_workers(workers: int, host: str, port: int, log_level: str) -> int:
-    """Run ``workers`` worker processes until SIGINT or SIGTERM; returns the exit status."""
+def _could_not_start(failure: Synchronized[int], message: str, status: int) -> NoReturn:
+    """Say why in one line, unless another worker has, and exit as a worker that could not start."""
+    with failure.get_lock():
+        if not failure.value:
+            print(f"error: {message}", file=sys.stderr)
+            failure.value = status
+    sys.exit(STARTUP_FAILURE)
+
+
+def serve_workers(settings: Settings) -> int:
+    """Run ``settings.workers`` worker processes until SIGINT or SIGTERM; returns the exit status
+    (that of the first worker that could not start, which said why)."""
+    host, port = settings.host, settings.port
     if not sys.platform.startswith("linux"):
         import uvicorn
 
-        uvicorn.run(APP, factory=True, workers=workers, host=host, port=port, log_level=log_level)
+        os.environ.update(settings.environment())  # uvicorn's workers build their app from the environment
+        uvicorn.run(APP, factory=True, workers=settings.workers, host=host, port=port, log_level=settings.log_level)
         return 0
     reuse_port_socket(host, port).close()  # the address is free (or shared with SO_REUSEPORT): fail early if not
     spawn = multiprocessing.get_context("spawn")
+    failure = spawn.Value("i", 0)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -116,19 +132,20 @@ def serve_workers(workers: int, host: str, port: int, log_level: str) -> int:
         signal.signal(sig, on_signal)
 
     def start() -> BaseProcess:
-        process = spawn.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process = spawn.Process(target=_worker, args=(settings, failure), daemon=False)
         process.start()
         return process
 
-    processes = [start() for _ in range(workers)]
+    processes = [start() for _ in range(settings.workers)]
     status = 0
     while not stop.wait(0.5):
         for i, process in enumerate(processes):
             if process.is_alive():
                 continue
             if process.exitcode == STARTUP_FAILURE:
-                logger.error("a worker could not start; stopping")
-                status = STARTUP_FAILURE
+                if not failure.value:  # uvicorn's own start-up failure: it logged why
+                    logger.error("a worker could not start; stopping")
+                status = failure.value or 1
                 stop.set()
                 break
             logger.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)

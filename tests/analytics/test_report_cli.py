@@ -31,10 +31,10 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     return call
 
 
-def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str, status: int = 2) -> None:
     code, _, err = result
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert code == status and len(lines) == 1 and lines[0].startswith("error: "), err
     for fragment in fragments:
         assert fragment in lines[0]
 
@@ -94,8 +94,6 @@ def test_bad_input_gives_one_line_errors(run: Callable[..., tuple[int, str, str]
     agnostic = str(DEFAULT_MODEL / "comparators" / "agnostic")
     cases: list[tuple[list[str], list[str]]] = [
         (["--db", f"sqlite:///{tmp_path / 'nope.db'}"], ["no database file at"]),
-        (["--db", empty], ["has no segdial tables", "segdial db upgrade"]),
-        (["--db", old], ["revision 0001", "segdial db upgrade"]),
         (["--db", "nonsense://x"], ["nonsense://x"]),
         (["--db", empty, "--simulate", str(DEFAULT_MODEL)], ["not both"]),
         (["--simulate", str(DEFAULT_MODEL), "-n", "0"], ["-n"]),
@@ -107,3 +105,6 @@ def test_bad_input_gives_one_line_errors(run: Callable[..., tuple[int, str, str]
     ]
     for args, fragments in cases:
         assert_one_line_error(run(*args, "--out", out), *fragments)
+    # A database that is not migrated is a failure outside the command: exit 1.
+    assert_one_line_error(run("--db", empty, "--out", out), "has no segdial tables", "segdial db upgrade", status=1)
+    assert_one_line_error(run("--db", old, "--out", out), "revision 0001", "segdial db upgrade", status=1)

@@ -22,7 +22,6 @@ import pytest
 import typer
 import yaml
 
-from dialogue.rasa.backends import ActionSettings
 from dialogue.service.app import create_app
 from dialogue.service.settings import Settings
 from segdial import cli
@@ -129,7 +128,7 @@ def compose_problems(compose: dict[str, Any], root: Path = ROOT) -> list[str]:
     services = compose.get("services", {})
     if set(services) != SERVICES:
         problems.append(f"services are {sorted(services)}, expected {sorted(SERVICES)}")
-    settings_fields = set(Settings.model_fields) | set(ActionSettings.model_fields)
+    settings_fields = set(Settings.model_fields)
     api_routes = set(create_app(Settings()).openapi()["paths"])
     db = services.get("db", {})
     db_env = db.get("environment", {})
@@ -160,11 +159,10 @@ def compose_problems(compose: dict[str, Any], root: Path = ROOT) -> list[str]:
                 if local is None or not local.exists():
                     problems.append(f"{name}: {key}={value} is not a path the image copies from the repository")
         values = {k.removeprefix("SEGDIAL_").lower(): v for k, v in env.items() if k.startswith("SEGDIAL_")}
-        for kind in (Settings, ActionSettings):
-            try:
-                kind(**{k: v for k, v in values.items() if k in kind.model_fields})
-            except ValueError as e:
-                problems.append(f"{name}: its SEGDIAL_* values are not valid settings: {e}")
+        try:
+            Settings(**values)
+        except ValueError as e:
+            problems.append(f"{name}: its SEGDIAL_* values are not valid settings: {e}")
         url = urlparse(env.get("SEGDIAL_DATABASE_URL", ""))
         if (
             url.hostname != "db"

@@ -1,5 +1,5 @@
-"""The ways to start the action server: ``segdial actions`` (its errors are one line) and rasa-sdk's own
-``python -m rasa_sdk --actions dialogue.rasa_actions``."""
+"""The ways to start the action server: ``segdial actions`` (its errors are one line, exit 2 for a bad
+setting and 1 for a port that is taken) and rasa-sdk's own ``python -m rasa_sdk --actions dialogue.rasa_actions``."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def segdial_actions(*args: str, env: dict[str, str], base: dict[str, str]) -> su
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["--port", "0"], {}, "error: --port must be between 1 and 65535, got 0"),
+        (["--port", "0"], {}, "error: bad setting SEGDIAL_ACTIONS_PORT (--port) = 0: Input should be greater than"),
+        ([], {"SEGDIAL_ACTIONS_PORT": "70000"}, "error: bad setting SEGDIAL_ACTIONS_PORT (--port) = 70000"),
+        (["--model", "/nonexistent/policy"], {}, "error: cannot open segdial for the actions: no checkpoint at"),
+        (["--domain", "mars"], {}, "error: cannot open segdial for the actions: SEGDIAL_RASA_DOMAIN: unknown domain"),
         ([], {"SEGDIAL_MODEL_PATH": "/nonexistent/policy"}, "error: cannot open segdial for the actions: "),
         ([], {"SEGDIAL_RASA_DOMAIN": "mars"}, "error: cannot open segdial for the actions: "),
         ([], {"SEGDIAL_API_URL": "http://127.0.0.1:9"}, "error: cannot open segdial for the actions: SEGDIAL_API_URL"),
@@ -44,7 +47,7 @@ def test_segdial_actions_refuses_bad_settings_in_one_line(
     done = segdial_actions(
         *args, env={"SEGDIAL_DATABASE_URL": f"sqlite:///{tmp_path}/a.db", **env}, base=server_process.base_env()
     )
-    assert done.returncode == 2
+    assert done.returncode == 2, done.stderr
     [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
     assert line.startswith(expected)
     assert "Traceback" not in done.stderr
@@ -58,7 +61,7 @@ def test_segdial_actions_says_when_its_port_is_taken(tmp_path: Path, server_proc
         # HTTP mode opens no model, so the server gets to binding the port at once.
         env = {"SEGDIAL_API_URL": "http://127.0.0.1:9", "SEGDIAL_API_KEY": "sdk_x"}
         done = segdial_actions("--port", port, env=env, base=server_process.base_env())
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
@@ -66,7 +69,7 @@ def test_segdial_actions_help_explains_itself() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "segdial.cli", "actions", "--help"], capture_output=True, text=True, check=True
     )
-    for words in ("action_segdial_policy", "SEGDIAL_API_URL", "--port", "--host"):
+    for words in ("action_segdial_policy", "SEGDIAL_API_URL", "SEGDIAL_API_KEY", "--port", "--host", "--model"):
         assert words in done.stdout
 
 

@@ -204,15 +204,17 @@ def test_serve_with_workers_reports_a_taken_port_in_one_line(
         monkeypatch.setenv("SEGDIAL_PORT", str(port))
         monkeypatch.setenv("SEGDIAL_WORKERS", "2")
         code, out, err = run_cli(f"sqlite:///{tmp_path / 'x.db'}", "serve")
-    assert code == 2 and out == ""
+    assert code == 1 and out == ""  # a failure outside: another process has the port
     assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n", err
 
 
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("SEGDIAL_PORT", "eighty", "error: bad setting: SEGDIAL_PORT: Input should be a valid integer"),
-        ("SEGDIAL_WORKERS", "0", "error: SEGDIAL_WORKERS must be at least 1, got 0"),
+        ("SEGDIAL_PORT", "eighty", "error: Invalid value for '--port' (env var: 'SEGDIAL_PORT'): Input should be a"),
+        ("SEGDIAL_WORKERS", "0", "error: bad setting SEGDIAL_WORKERS (--workers) = 0: Input should be greater than"),
+        ("SEGDIAL_LOG_LEVEL", "loud", "error: bad setting SEGDIAL_LOG_LEVEL (--log-level) = 'loud': Input should be"),
+        ("SEGDIAL_MAX_TURNS", "0", "error: bad setting SEGDIAL_MAX_TURNS = '0': Input should be greater than"),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(
