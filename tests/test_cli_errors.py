@@ -162,3 +162,11 @@ def test_help_names_the_variable_of_each_flag(segdial: Runner) -> None:
             assert variable in out, (command, variable)
         for flag in ("--host", "--port", "--model", "--nlu", "--db", "--log-level"):
             assert flag in out, (command, flag)
+
+
+def test_settings_survive_their_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What ``serve --workers`` hands uvicorn's own workers elsewhere than Linux: the flags as SEGDIAL_* variables."""
+    given = Settings(port=9000, workers=2, metrics_public=False, api_key="sdk_x", model_path=tmp_path)
+    for name, value in given.environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == given

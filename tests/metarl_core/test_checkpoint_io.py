@@ -164,6 +164,14 @@ def test_card_that_is_not_a_json_object(checkpoint: Path, content: bytes, messag
         (lambda c: c.update(observation_shape=[7]), "spaces do not agree"),
         (lambda c: c.update(n_actions=3), "spaces do not agree"),
         (lambda c: c.update(prototypes=[row[:2] for row in c["prototypes"]]), "one row per segment"),
+        # The training config, validated by its learner's model (metarl_core.config).
+        (
+            lambda c: c["config"].update(num_envs="512"),
+            'card config: num_envs = "512": Input should be a valid integer',
+        ),
+        (lambda c: c["config"].update(colour="blue"), "card config: unknown key colour"),
+        (lambda c: c["config"].update(gradient_steps=4), "card config: unknown key gradient_steps"),  # SAC's, on PPO
+        (lambda c: c.update(learner="dqn"), 'card config: learner = "dqn": must be one of ppo, sac'),
     ],
 )
 def test_card_with_wrong_format_version_or_contents(
