@@ -87,6 +87,14 @@ class Domain:
     # What a booking slot holds: "count" (a positive number), "weekday" or "clock" (HH:MM); a slot
     # without a kind takes only its listed values. The listed values are what simulated users ask for.
     booking_kinds: dict[str, str] = field(default_factory=dict, repr=False)
+    # Words for the entity that name no value: "I need a place to stay" where "a hotel" would ask
+    # for the hotel type. Empty: the entity type itself is such a word.
+    entity_phrase: str = ""
+
+    @property
+    def entity_words(self) -> str:
+        """How a user names the entity when it means no constraint by it ("restaurant", "place to stay")."""
+        return self.entity_phrase or self.entity_type
 
     @property
     def n_slots(self) -> int:
@@ -179,6 +187,7 @@ def load_domain(name: str = "restaurant") -> Domain:
         paraphrases={k: tuple(v) for k, v in raw.get("paraphrases", {}).items()},
         slot_names={k: tuple(v) for k, v in raw.get("slot_names", {}).items()},
         booking_kinds=dict(raw.get("booking_kinds", {})),
+        entity_phrase=raw.get("entity_phrase", ""),
     )
 
 

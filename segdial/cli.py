@@ -757,6 +757,7 @@ def nlu_train(
     turns: Annotated[int, typer.Option(help="Labelled paraphrase-grammar turns per domain for the tagger.")] = 12000,
     dialogues: Annotated[int, typer.Option(help="Simulated dialogues per domain for the register classifier.")] = 2000,
     epochs: Annotated[int, typer.Option(help="Passes of the tagger over its turns.")] = 4,
+    taggers: Annotated[int, typer.Option(help="Taggers in the ensemble (their probabilities are averaged).")] = 3,
     out: Annotated[Path, typer.Option(help="Folder for the NLU artifact.")] = Path("models/nlu"),
     seed: Annotated[int, typer.Option(help="Random seed of the grammar, the dialogues and the training.")] = 0,
 ) -> None:
@@ -773,8 +774,10 @@ def nlu_train(
     from simulators.corpus import collect_utterances
     from simulators.paraphrase import sample_turns
 
-    if turns < 1 or dialogues < 1 or epochs < 1:
-        fail(f"--turns, --dialogues and --epochs must be positive, got {turns}, {dialogues}, {epochs}")
+    if min(turns, dialogues, epochs, taggers) < 1:
+        fail(
+            f"--turns, --dialogues, --epochs and --taggers must be positive: {turns}, {dialogues}, {epochs}, {taggers}"
+        )
     started = time.perf_counter()
     domains = [load_domain(d) for d in available_domains()]
     labelled = [t for i, d in enumerate(domains) for t in sample_turns(d, turns, seed=seed * 101 + i)]
@@ -792,7 +795,9 @@ def nlu_train(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        tagger, tagger_figures = train_tagger(labelled, kinds, encoder, epochs=epochs, seed=seed, progress=progress)
+        members, tagger_figures = train_tagger(
+            labelled, kinds, encoder, epochs=epochs, seed=seed, members=taggers, progress=progress
+        )
     corpus = [u for d in available_domains() for u in collect_utterances(dialogues, domain=d, seed=seed)]
     registers = Counter((u.text, u.register) for u in corpus)
     reg_texts = sorted(registers)
@@ -805,13 +810,14 @@ def nlu_train(
     figures = {
         "grammar_turns_per_domain": turns,
         "epochs": epochs,
+        "taggers": taggers,
         **tagger_figures,
         "register_dialogues_per_domain": dialogues,
         "register_train_accuracy": reg_acc,
         "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
-    save_nlu(out, tagger, kinds, reg, figures)
+    save_nlu(out, members, kinds, reg, figures)
     console.print(
         f"tagger: tags {tagger_figures['train_tag_accuracy']:.4f}, "
         f"act types {tagger_figures['train_intent_exact']:.4f}; "

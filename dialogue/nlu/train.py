@@ -2,7 +2,9 @@
 
 The encoder is frozen, so its token states are computed once, in batches of similar length, and
 the tagger trains over those batches for a few epochs: cross-entropy over the BIO tags of the
-utterance's tokens plus binary cross-entropy over the act types.
+utterance's tokens plus binary cross-entropy over the act types. Several taggers can be trained
+over the same states, each from its own initialisation and batch order: the NLU averages their
+probabilities, which steadies a reading that one tagger's luck would tip.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ def train_tagger(
     epochs: int = 4,
     batch_size: int = 64,
     seed: int = 0,
+    members: int = 1,
     progress: Callable[[str, int, int], None] | None = None,
-) -> tuple[JointTagger, dict[str, float]]:
-    """A ``JointTagger`` trained on ``turns``; also returns its training figures."""
+) -> tuple[list[JointTagger], dict[str, float]]:
+    """``members`` ``JointTagger``s trained on ``turns`` (one encoding, each its own initialisation
+    and batch order; the NLU averages their probabilities); also returns the ensemble's training figures."""
     tags = bio_tags(kinds)
     order = sorted(range(len(turns)), key=lambda i: (len(turns[i].text) + len(turns[i].context), i))
     batches = []
@@ -61,8 +65,35 @@ def train_tagger(
         batches.append((states.hidden.half(), states.mask, states.utterance, labels, intents))
         if progress:
             progress("encoding", b + 1, -(-len(order) // batch_size))
+    models = [
+        _fit(batches, encoder.dim, len(tags), epochs, seed * 1000 + k, progress, f"training {k + 1}/{members}")
+        for k in range(members)
+    ]
+    right = total = exact = 0
+    with torch.no_grad():
+        for hidden, mask, utterance, labels, intents in batches:
+            outputs = [m(hidden.float(), mask, utterance) for m in models]
+            tag_probs = torch.stack([torch.softmax(t, -1) for t, _ in outputs]).mean(0)
+            intent_probs = torch.stack([torch.sigmoid(i) for _, i in outputs]).mean(0)
+            keep = labels != -100
+            right += int((tag_probs.argmax(-1)[keep] == labels[keep]).sum())
+            total += int(keep.sum())
+            exact += int(((intent_probs > 0.5).float() == intents).all(-1).sum())
+    return models, {"train_tag_accuracy": right / max(total, 1), "train_intent_exact": exact / len(turns)}
+
+
+def _fit(
+    batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    dim: int,
+    n_tags: int,
+    epochs: int,
+    seed: int,
+    progress: Callable[[str, int, int], None] | None,
+    stage: str,
+) -> JointTagger:
+    """One tagger over the encoded batches: tag cross-entropy plus act-type binary cross-entropy."""
     torch.manual_seed(seed)
-    model = JointTagger(encoder.dim, len(tags), len(INTENTS))
+    model = JointTagger(dim, n_tags, len(INTENTS))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     steps = epochs * len(batches)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.1)
@@ -73,7 +104,7 @@ def train_tagger(
         for b in rng.permutation(len(batches)):
             hidden, mask, utterance, labels, intents = batches[int(b)]
             tag_logits, intent_logits = model(hidden.float(), mask, utterance)
-            loss = nn.functional.cross_entropy(tag_logits.reshape(-1, len(tags)), labels.reshape(-1), ignore_index=-100)
+            loss = nn.functional.cross_entropy(tag_logits.reshape(-1, n_tags), labels.reshape(-1), ignore_index=-100)
             loss = loss + nn.functional.binary_cross_entropy_with_logits(intent_logits, intents)
             opt.zero_grad()
             loss.backward()
@@ -81,17 +112,8 @@ def train_tagger(
             sched.step()
             step += 1
             if progress:
-                progress("training", step, steps)
-    model.eval()
-    right = total = exact = 0
-    with torch.no_grad():
-        for hidden, mask, utterance, labels, intents in batches:
-            tag_logits, intent_logits = model(hidden.float(), mask, utterance)
-            keep = labels != -100
-            right += int((tag_logits.argmax(-1)[keep] == labels[keep]).sum())
-            total += int(keep.sum())
-            exact += int(((intent_logits > 0).float() == intents).all(-1).sum())
-    return model, {"train_tag_accuracy": right / max(total, 1), "train_intent_exact": exact / len(turns)}
+                progress(stage, step, steps)
+    return model.eval()
 
 
 def train_register(

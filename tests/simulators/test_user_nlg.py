@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dialogue.acts import UserAct, UserTurn
-from dialogue.domain import DONTCARE, Domain
+from dialogue.domain import DONTCARE, Domain, load_domain
 from simulators.user_nlg import (
     CHATTY,
     ENTRAINMENT,
@@ -137,3 +137,19 @@ def test_booking_details_are_in_the_text(domain: Domain, style: int) -> None:
     booking = {slot: values[-1] for slot, values in domain.booking.items()}
     text = user_text(UserTurn(UserAct.BOOK, booking=booking), domain, style, lambda: 0.5)
     assert all(v in text for v in booking.values())
+
+
+@pytest.mark.parametrize("style", [TERSE, PLAIN, CHATTY])
+def test_a_hello_names_no_value(domain: Domain, style: int) -> None:
+    """ "I need a hotel" would ask for the hotel type: a greeting uses the domain's neutral words."""
+    text = user_text(UserTurn(UserAct.HELLO), domain, style, lambda: 0.5).lower()
+    values = {v.lower() for vals in domain.values for v in vals}
+    assert not any(f" {v} " in f" {text.replace('?', ' ').replace('.', ' ')} " for v in values), text
+
+
+def test_a_terse_stay_says_its_nights() -> None:
+    hotel = load_domain("hotel")
+    text = user_text(
+        UserTurn(UserAct.BOOK, booking={"people": "2", "day": "friday", "stay": "3"}), hotel, TERSE, lambda: 0.5
+    )
+    assert "3 nights" in text and "2" in text
