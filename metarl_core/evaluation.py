@@ -38,6 +38,7 @@ class EpisodeRecord:
     predicted: npt.NDArray[np.int64]
     confidence: npt.NDArray[np.float64]
     posteriors: npt.NDArray[np.float64]  # (N, max_turns_id, z): posterior means (RL^2: GRU states) after k turns
+    final: npt.NDArray[np.int64]  # info[final_key] on the episode's last step (0 without a final_key)
 
     def summary(self) -> dict[str, Any]:
         n = len(self.returns)
@@ -74,12 +75,14 @@ def play(
     max_turns_id: int = 5,
     progress: Callable[[int], None] | None = None,
     context_episodes: int = 0,
+    final_key: str | None = None,
 ) -> EpisodeRecord:
     """Play at least ``episodes`` episodes (a multiple of the batch) and record them.
 
     ``label_map`` maps the environment's label index to the agent's segment index (when the
     environment was made with a different list of segments); read-outs need agent prototypes.
-    ``context_episodes``: see the module docstring.
+    ``context_episodes``: see the module docstring. ``final_key``: an ``info`` entry recorded
+    on each episode's last step (for example the user's last act, to count hang-ups).
     """
     if context_episodes < 0:
         raise ValueError(f"context_episodes must be zero or more, got {context_episodes}")
@@ -98,7 +101,7 @@ def play(
     done_count = np.zeros(b, dtype=np.int64)
     trial_episode = np.zeros(b, dtype=np.int64)  # episodes finished in the column's current trial
     out: dict[str, list] = {
-        k: [] for k in ("returns", "success", "lengths", "labels", "predicted", "confidence", "posteriors")
+        k: [] for k in ("returns", "success", "lengths", "labels", "predicted", "confidence", "posteriors", "final")
     }
     gen = torch.Generator().manual_seed(seed)
     while (done_count < quota).any():
@@ -129,6 +132,7 @@ def play(
             out["predicted"].append(pred[take].copy())
             out["confidence"].append(conf[take].copy())
             out["posteriors"].append(post[take].copy())
+            out["final"].append(np.asarray(info[final_key])[take] if final_key else np.zeros(int(take.sum()), np.int64))
             done_count += take
             if progress is not None:
                 progress(int(take.sum()))

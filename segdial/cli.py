@@ -263,6 +263,13 @@ def evaluate(
         ),
     ] = False,
     nlu: Annotated[Path | None, typer.Option(help="NLU artifact for --text (default: the shipped models/nlu).")] = None,
+    beyond: Annotated[
+        bool,
+        typer.Option(
+            help="Also users beyond the segments (the widened parameter box and mixtures of two segments, "
+            "n/5 users of 10 dialogues each, fresh seeds): no-harm share and worst decile against the agnostic policy."
+        ),
+    ] = True,
 ) -> None:
     """Evaluate adaptation: per segment (held-in and held-out) against the oracle and the agnostic policy."""
     from metarl_core.adaptation import evaluate_adaptation, plot_adaptation
@@ -288,7 +295,11 @@ def evaluate(
     base_kwargs = {k: v for k, v in card.env_kwargs.items() if k != "segments"}
     segments = [*TRAINING_SEGMENTS, *HELD_OUT_SEGMENTS]
     task_sets = {s: {"segments": [s]} for s in segments}
+    users = max(20, n // 5)
+    gating = beyond and "agnostic" in comparators
     total = n * len(task_sets) * (1 + len(comparators))
+    if beyond:
+        total += 2 * users * 10 * (1 + len(comparators) + gating) + gating * n * len(TRAINING_SEGMENTS)
     with _progress("evaluating") as bar:
         task = bar.add_task("eval", total=total, status="")
         results = evaluate_adaptation(
@@ -302,6 +313,22 @@ def evaluate(
             seed=seed,
             progress=lambda k: bar.advance(task, k),
         )
+        if beyond:
+            from segdial.beyond import evaluate_beyond
+
+            policies = {"contextual": agent, **comparators}
+            if "agnostic" in comparators:
+                policies["gated"] = gated = _gated_policy(agent, comparators["agnostic"], card.env_id, base_kwargs)
+                results["gated"] = _evaluate_gated(gated, card.env_id, base_kwargs, results, n, seed)
+                bar.advance(task, n * len(TRAINING_SEGMENTS))
+            results["beyond"] = evaluate_beyond(
+                policies,
+                card.env_id,
+                base_kwargs,
+                users=users,
+                dialogues_per_user=10,
+                progress=lambda k: bar.advance(task, k),
+            )
     layout = ObservationLayout(load_domain(str(base_kwargs.get("domain", "restaurant"))).n_slots)
     hand = {}
     for name in ("power", "core", "casual", "compromise"):
@@ -315,12 +342,55 @@ def evaluate(
         hand[name] = float(np.mean([stats.where(stats.segments == s).returns.mean() for s in TRAINING_SEGMENTS]))
     results["hand_written_mix_mean_return"] = hand
     results["checks"] = _adaptation_checks(results)
+    if "beyond" in results:
+        from segdial.beyond import beyond_checks
+
+        results["checks"] += beyond_checks(results["beyond"])
+    for segment, row in results.get("gated", {}).items():
+        if segment == "thresholds":
+            continue
+        pct, unknown = row.get("pct_of_oracle", float("nan")), row["unknown_turn_share"]
+        results["checks"].append(
+            {"name": f"gated on {segment}: return >= 95% of the oracle", "pass": pct >= 95.0, "detail": f"{pct:.1f}%"}
+        )
+        results["checks"].append(
+            {"name": f"gated on {segment}: turns taken as no segment < 5%", "pass": unknown < 0.05,
+             "detail": f"{unknown:.1%}"}
+        )  # fmt: skip
     out = out or checkpoint / "eval"
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
     png = plot_adaptation(results, out / "adaptation.png", title=f"{checkpoint} ({n} dialogues per segment)")
     _print_adaptation(results)
     console.print(f"figures written to {out / 'evaluation.json'} and {png}")
+
+
+def _gated_policy(agent: Any, agnostic: Any, env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """The contextual policy gated to the agnostic one where the conversation fits no segment
+    (thresholds calibrated on held-in users of their own seed)."""
+    from segdial.beyond import FIT_SEED, GatedAgent, calibrate_fit
+
+    return GatedAgent(agent, agnostic, calibrate_fit(agent, env_id, env_kwargs, seed=FIT_SEED))
+
+
+def _evaluate_gated(
+    gated: Any, env_id: str, env_kwargs: dict[str, Any], results: dict[str, Any], n: int, seed: int
+) -> dict[str, Any]:
+    """The gated policy on the held-in segments (same seed as the contextual one): its return, its
+    share of the oracle and how often a held-in user's turn is taken as fitting no segment."""
+    from metarl_core.evaluation import play
+
+    out: dict[str, Any] = {"thresholds": [float(t) for t in gated.thresholds]}
+    for segment in TRAINING_SEGMENTS:
+        gated.gated = gated.turns = 0
+        row = play(gated, env_id, {**env_kwargs, "segments": [segment]}, n, seed=seed, max_turns_id=1).summary()
+        row.pop("id_accuracy", None)
+        oracle = results["task_sets"][segment].get("oracle", {}).get("mean_return")
+        if oracle:
+            row["pct_of_oracle"] = 100.0 * row["mean_return"] / oracle
+        row["unknown_turn_share"] = gated.gated / max(gated.turns, 1)
+        out[segment] = row
+    return out
 
 
 def _evaluate_text(
@@ -471,8 +541,40 @@ def _print_adaptation(results: dict[str, Any]) -> None:
         "",
     )
     console.print(table)
+    if "beyond" in results:
+        _print_beyond(results["beyond"])
+    for segment, row in results.get("gated", {}).items():
+        if segment != "thresholds":
+            console.print(
+                f"gated on {segment}: return {row['mean_return']:.2f} ({row.get('pct_of_oracle', float('nan')):.1f}% "
+                f"of the oracle), success {row['success_rate']:.3f}, turns taken as no segment "
+                f"{row['unknown_turn_share']:.1%}"
+            )
     for c in results["checks"]:
         console.print(f"[{'PASS' if c['pass'] else 'FAIL'}] {c['name']}: {c['detail']}", markup=False)
+
+
+def _print_beyond(beyond: dict[str, Any]) -> None:
+    table = Table(
+        title=f"beyond the segments ({beyond['users']} users x ~{beyond['dialogues_per_user']} dialogues a population)"
+    )
+    for col in ("users", "policy", "return", "success", "hang-ups", "turns", "worst decile", "no harm", "diff p10"):
+        table.add_column(col, justify="left" if col in ("users", "policy") else "right")
+    for name, rows in beyond["populations"].items():
+        for who, r in rows.items():
+            harm = r.get("no_harm")
+            table.add_row(
+                name,
+                who,
+                f"{r['mean_return']:.2f}",
+                f"{r['success_rate']:.3f}",
+                f"{r['hangup_rate']:.3f}",
+                f"{r['mean_turns']:.2f}",
+                f"{r['worst_decile_return']:.2f}",
+                f"{harm['share_not_worse']:.1%}" if harm else "",
+                f"{harm['difference_p10']:+.2f}" if harm else "",
+            )
+    console.print(table)
 
 
 @app.command()
