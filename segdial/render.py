@@ -10,10 +10,12 @@ events rather than guessed from its log.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -63,7 +65,9 @@ def render_page(
 ) -> RenderResult:
     """Load ``page`` (a file) in headless Chromium; see the module docstring."""
     url = Path(page).resolve().as_uri()
-    with tempfile.TemporaryDirectory(prefix="segdial-chromium-") as profile:
+    # Chromium's helpers can still write to the profile while the browser exits: the whole process
+    # group is stopped, and a file one of them left behind does not fail the render.
+    with tempfile.TemporaryDirectory(prefix="segdial-chromium-", ignore_cleanup_errors=True) as profile:
         args = [
             find_chromium(),
             "--headless",
@@ -77,18 +81,25 @@ def render_page(
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # Chromium refuses to run its sandbox as root (CI)
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
             endpoint = _devtools_endpoint(proc, time.monotonic() + timeout)
             with connect(endpoint, max_size=None, open_timeout=timeout) as ws:
                 return _Session(ws, time.monotonic() + timeout).render(url, png, width)
         finally:
-            proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def _devtools_endpoint(proc: subprocess.Popen[str], deadline: float) -> str:
