@@ -860,7 +860,7 @@ def nlu_train(
     turns: Annotated[int, typer.Option(help="Labelled paraphrase-grammar turns per domain for the tagger.")] = 12000,
     dialogues: Annotated[int, typer.Option(help="Simulated dialogues per domain for the register classifier.")] = 2000,
     epochs: Annotated[int, typer.Option(help="Passes of the tagger over its turns.")] = 4,
-    taggers: Annotated[int, typer.Option(help="Taggers in the ensemble (their probabilities are averaged).")] = 3,
+    taggers: Annotated[int, typer.Option(help="Taggers in the ensemble (their probabilities are averaged).")] = 2,
     out: Annotated[Path, typer.Option(help="Folder for the NLU artifact.")] = Path("models/nlu"),
     seed: Annotated[int, typer.Option(help="Random seed of the grammar, the dialogues and the training.")] = 0,
 ) -> None:
