@@ -186,13 +186,18 @@ class Agent:
     @torch.no_grad()
     def segment_probabilities(self, belief: PolicyState) -> npt.NDArray[np.float64]:
         """``(B, n_segments)`` probabilities from the prototypes of the matching turn count."""
+        d2, k = self.prototype_distances(belief)
+        temp = self.temperature[k.clamp(max=len(self.temperature) - 1)].unsqueeze(-1)
+        return torch.softmax(-d2 / temp, dim=-1).double().numpy()
+
+    @torch.no_grad()
+    def prototype_distances(self, belief: PolicyState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, n_segments)`` squared distances to the prototypes of the matching turn count, and
+        that turn index ``(B,)``."""
         if self.prototypes is None or not self.readout_dim:
             raise ValueError("this policy has no segment prototypes (train a contextual policy to get them)")
         k = (belief.turns.clamp(min=1) - 1).clamp(max=self.prototypes.shape[0] - 1)
-        protos = self.prototypes[k]  # (B, S, z)
-        d2 = (belief.readout.unsqueeze(1) - protos).pow(2).sum(-1)
-        temp = self.temperature[k.clamp(max=len(self.temperature) - 1)].unsqueeze(-1)
-        return torch.softmax(-d2 / temp, dim=-1).double().numpy()
+        return (belief.readout.unsqueeze(1) - self.prototypes[k]).pow(2).sum(-1), k
 
     # -- one conversation (the service) ---------------------------------------------------------
     def act_one(

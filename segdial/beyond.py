@@ -110,11 +110,12 @@ def evaluate_beyond(
         "box": box_users(users, seed),
         "mixtures": mixture_users(users, seed + 1),
     }
+    low, high = widened_box()
     out: dict[str, Any] = {
         "users": users,
         "dialogues_per_user": dialogues_per_user,
         "seed": seed,
-        "box": {"low": widened_box()[0].tolist(), "high": widened_box()[1].tolist(), "parameters": list(PARAMETERS)},
+        "box": {"low": low.tolist(), "high": high.tolist(), "parameters": list(PARAMETERS)},
         "populations": {},
     }
     for name, params in populations.items():
@@ -192,10 +193,7 @@ FIT_QUANTILE = 0.97  # a held-in user is "unknown" after a turn w.p. about 1 - t
 
 def fit_distance(agent: Agent, belief: BatchBelief) -> npt.NDArray[np.float64]:
     """``(B,)`` squared distance of each belief to its nearest segment prototype (of its turn count)."""
-    if agent.prototypes is None:
-        raise ValueError("this policy has no segment prototypes (train a contextual policy to get them)")
-    k = (belief.turns.clamp(min=1) - 1).clamp(max=agent.prototypes.shape[0] - 1)
-    d2 = (belief.readout.unsqueeze(1) - agent.prototypes[k]).pow(2).sum(-1)
+    d2, _ = agent.prototype_distances(belief)
     return d2.min(-1).values.double().numpy()
 
 
@@ -231,11 +229,9 @@ class GatedAgent(Agent):
     """The contextual policy while the conversation fits a known segment, the agnostic one where it
     fits none (its fit distance beyond the calibrated threshold of its turn count)."""
 
-    def __init__(self, contextual: Agent, fallback: Agent, thresholds: list[float], sticky: bool = False) -> None:
+    def __init__(self, contextual: Agent, fallback: Agent, thresholds: list[float]) -> None:
         super().__init__(contextual.model, contextual.card)
         self.fallback = fallback
-        self.sticky = sticky  # once a conversation fits no segment, it stays with the fallback
-        self._flagged: npt.NDArray[np.bool_] | None = None
         self.thresholds = torch.tensor(thresholds, dtype=torch.float64)
         self.gated = 0
         self.turns = 0
@@ -258,12 +254,6 @@ class GatedAgent(Agent):
         acts = super().step(obs, mask, belief, task=task, deterministic=deterministic, generator=generator)
         assert isinstance(belief, BatchBelief)
         unknown = self.unknown(belief)
-        if self.sticky:
-            if self._flagged is None or len(self._flagged) != len(unknown):
-                self._flagged = np.zeros(len(unknown), dtype=bool)
-            self._flagged &= belief.turns.numpy() > 1  # a new conversation starts unflagged
-            self._flagged |= unknown
-            unknown = self._flagged.copy()
         self.gated += int(unknown.sum())
         self.turns += len(unknown)
         if unknown.any():

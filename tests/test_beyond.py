@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarl_core.evaluation import make_vec
-from metarl_core.inference import Agent, BatchBelief
+from metarl_core.evaluation import make_vec, play
+from metarl_core.inference import Agent
 from segdial.beyond import (
     GatedAgent,
     beyond_checks,
     box_users,
     calibrate_fit,
     evaluate_beyond,
-    fit_distance,
     mixture_users,
     point_profiles,
     widened_box,
@@ -77,14 +76,18 @@ def test_the_gate_takes_the_fallback_only_where_the_fit_is_poor(agents: tuple[Ag
     envs.close()
 
 
-def test_calibration_flags_few_held_in_turns(agents: tuple[Agent, Agent]) -> None:
-    agent, _ = agents
-    thresholds = calibrate_fit(agent, ENV, {}, episodes=300, seed=11)
+def test_calibration_flags_few_held_in_turns_and_many_beyond(agents: tuple[Agent, Agent]) -> None:
+
+    agent, agnostic = agents
+    thresholds = calibrate_fit(agent, ENV, {}, episodes=500, seed=11)
     assert agent.prototypes is not None and len(thresholds) == agent.prototypes.shape[0]
-    belief = agent.initial_state(1)
-    assert isinstance(belief, BatchBelief)
-    belief.turns[:] = 1
-    assert fit_distance(agent, belief).shape == (1,)
+    gated = GatedAgent(agent, agnostic, thresholds)
+    play(gated, ENV, {"segments": list(TRAINING_SEGMENTS)}, 300, seed=12, max_turns_id=1)
+    held_in = gated.gated / gated.turns
+    gated.gated = gated.turns = 0
+    play(gated, ENV, {"segments": point_profiles(box_users(100, seed=13), "b")}, 300, seed=14, max_turns_id=1)
+    beyond = gated.gated / gated.turns
+    assert held_in < 0.08 and beyond > 2 * held_in, (held_in, beyond)
 
 
 def test_the_figures_compare_every_policy_with_the_agnostic_one(agents: tuple[Agent, Agent]) -> None:
@@ -97,17 +100,3 @@ def test_the_figures_compare_every_policy_with_the_agnostic_one(agents: tuple[Ag
         assert 0.0 <= harm["share_not_worse"] <= 1.0 and harm["users_compared"] > 0
     checks = beyond_checks(results)
     assert len(checks) == 4 and all(isinstance(c["pass"], bool) for c in checks)
-
-
-def test_a_sticky_gate_keeps_a_flagged_conversation_with_the_fallback(agents: tuple[Agent, Agent]) -> None:
-    agent, agnostic = agents
-    envs = make_vec(ENV, 8, segments=list(TRAINING_SEGMENTS))
-    obs, info = envs.reset(seed=6)
-    gated = GatedAgent(agent, agnostic, [-1.0], sticky=True)
-    belief = gated.initial_state(8)
-    gated.step(obs, info["action_mask"], belief)  # every row flagged on its first turn
-    gated.thresholds[:] = float("inf")  # later turns fit, but the flag stays
-    obs, _, _, _, info = envs.step(np.zeros(8, dtype=np.int64) + int(np.argmax(info["action_mask"][0])))
-    gated.step(obs, info["action_mask"], belief)
-    assert gated.gated == 16
-    envs.close()

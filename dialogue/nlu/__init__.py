@@ -91,6 +91,8 @@ class ValueLexicon:
             pairs = [(_norm(f), v) for v in domain.values[k] for f in domain.surface_forms(v)]
             self.forms[slot] = sorted(set(pairs), key=lambda p: -len(p[0]))
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}
+        names = "|".join(re.escape(n) for n in sorted({domain.entity_type, domain.entity_words}))
+        self.entity = re.compile(rf"\b(?:{names})s?\b")  # "restaurant(s)", "place to stay"
 
     def exact(self, slot: str, span: str) -> str | None:
         """The value of ``slot`` one of whose forms the span says word for word, or None."""
@@ -320,8 +322,7 @@ class NLU:
             if p[name] < INTENT_MIN or (name == "book" and booked):
                 continue
             acts.append({"act": name, "confidence": p[name]})
-        names = "|".join(re.escape(n) for n in sorted({domain.entity_type, domain.entity_words}))
-        asks_for_entity = re.search(rf"\b(?:{names})s?\b", text.lower()) is not None
+        asks_for_entity = lexicon.entity.search(text.lower()) is not None
         if not acts and p["inform"] >= INTENT_MIN and asks_for_entity and context in ("", "greet", "explain"):
             # "Hello, I need a restaurant.": an opening that wants the entity but names no value yet
             acts.append({"act": "hello", "confidence": p["inform"]})
